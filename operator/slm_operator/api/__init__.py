@@ -1,0 +1,1 @@
+"""The SLMDeployment API: typed models, the CRD generated from them, offline validation, revisions."""

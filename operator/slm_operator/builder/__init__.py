@@ -1,0 +1,1 @@
+"""Pure builders: SLMDeployment (+ its rollout status) → Serve config and KubeRay RayService."""

@@ -1,0 +1,128 @@
+"""SLMDeployment spec + live revisions → Ray Serve's declarative config (`serveConfigV2`). Pure.
+
+Used by the operator (inside the RayService) and by `slm serve` (applied to a local Ray), so both
+run exactly the same applications.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from slm_serving.config import (
+    ENGINE_DEPLOYMENT_NAME,
+    MODEL_IMPORT_PATH,
+    ROUTER_APP_NAME,
+    ROUTER_DEPLOYMENT_NAME,
+    ROUTER_IMPORT_PATH,
+    AdapterConfig,
+    EngineConfig,
+    HTTPOptions,
+    ModelAppArgs,
+    RevisionRoute,
+    RouterArgs,
+    RouterUserConfig,
+    ServeApplicationConfig,
+    ServeAutoscalingConfig,
+    ServeConfigV2,
+    ServeDeploymentConfig,
+    revision_app_name,
+)
+
+from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec
+from slm_operator.builder.revisions import ReplicaBounds, revision_bounds
+from slm_operator.constants import SERVE_PORT
+
+
+def build_engine_config(template: RevisionTemplate) -> EngineConfig:
+    model = template.model
+    return EngineConfig(
+        source=model.source,
+        revision=model.revision,
+        served_model_name=model.served_model_name,
+        dtype=model.dtype,
+        quantization=model.quantization.value if model.quantization else None,
+        max_model_len=model.max_model_len,
+        tensor_parallel_size=max(1, template.gpus_per_replica),
+        engine_args=dict(model.engine_args),
+        adapters=tuple(AdapterConfig(name=a.name, source=a.source) for a in template.adapters),
+    )
+
+
+def build_engine_deployment(
+    spec: SLMDeploymentSpec, template: RevisionTemplate, bounds: ReplicaBounds
+) -> ServeDeploymentConfig:
+    """The vLLM deployment of one revision: GPUs per replica and the queue-depth autoscaler."""
+    autoscaling = spec.autoscaling
+    gpus = template.gpus_per_replica
+    actor_options: dict[str, float] = {"num_cpus": 1}
+    bundles: tuple[dict[str, float], ...] | None = None
+    if gpus == 1:
+        actor_options["num_gpus"] = 1
+    elif gpus > 1:
+        # Tensor parallelism: one bundle per GPU worker, packed on one node.
+        bundles = tuple({"GPU": 1.0, "CPU": 1.0} for _ in range(gpus))
+    return ServeDeploymentConfig(
+        name=ENGINE_DEPLOYMENT_NAME,
+        max_ongoing_requests=max(64, int(autoscaling.target_queue_depth * 16)),
+        autoscaling_config=ServeAutoscalingConfig(
+            min_replicas=bounds.min_replicas,
+            max_replicas=bounds.max_replicas,
+            initial_replicas=max(bounds.min_replicas, 1) if autoscaling.scale_to_zero else None,
+            target_ongoing_requests=autoscaling.target_queue_depth,
+            upscale_delay_s=autoscaling.upscale_delay_seconds,
+            downscale_delay_s=autoscaling.downscale_delay_seconds,
+        ),
+        ray_actor_options=None if bundles else dict(actor_options),
+        placement_group_bundles=bundles,
+        placement_group_strategy="STRICT_PACK" if bundles else None,
+    )
+
+
+def build_router_application(spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus]) -> ServeApplicationConfig:
+    adapter_names = sorted({a.name for r in revisions for a in r.template.adapters})
+    args = RouterArgs(served_model_name=spec.model.served_model_name, adapter_names=tuple(adapter_names))
+    routes = RouterUserConfig(
+        routes=tuple(
+            RevisionRoute(revision=r.name, app_name=revision_app_name(r.name), weight=r.weight) for r in revisions
+        )
+    )
+    return ServeApplicationConfig(
+        name=ROUTER_APP_NAME,
+        route_prefix="/",
+        import_path=ROUTER_IMPORT_PATH,
+        args=args.model_dump(mode="json"),
+        deployments=(
+            ServeDeploymentConfig(
+                name=ROUTER_DEPLOYMENT_NAME,
+                num_replicas=1,
+                user_config=routes.model_dump(mode="json"),
+            ),
+        ),
+    )
+
+
+def build_revision_application(
+    spec: SLMDeploymentSpec, revision: RevisionStatus, bounds: ReplicaBounds
+) -> ServeApplicationConfig:
+    args = ModelAppArgs(revision=revision.name, engine=build_engine_config(revision.template))
+    return ServeApplicationConfig(
+        name=revision_app_name(revision.name),
+        route_prefix=None,
+        import_path=MODEL_IMPORT_PATH,
+        args=args.model_dump(mode="json"),
+        deployments=(build_engine_deployment(spec, revision.template, bounds),),
+    )
+
+
+def build_serve_config(
+    spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus], *, port: int = SERVE_PORT
+) -> ServeConfigV2:
+    """One router application plus one application per live revision."""
+    bounds = revision_bounds(spec, list(revisions))
+    return ServeConfigV2(
+        http_options=HTTPOptions(port=port),
+        applications=(
+            build_router_application(spec, revisions),
+            *(build_revision_application(spec, r, bounds[r.name]) for r in revisions),
+        ),
+    )

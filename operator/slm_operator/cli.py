@@ -1,0 +1,103 @@
+"""`slm`: validate and render SLMDeployments, serve one locally, run the operator."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from slm_operator.api.crd import render_crd_yaml
+from slm_operator.api.models import SLMDeployment
+from slm_operator.api.validation import FieldError, InvalidSpecError, parse_deployment, validate_object
+from slm_operator.builder.rayservice import build_rayservice
+from slm_operator.yamlio import dump_yaml
+
+app = typer.Typer(
+    help="slm-operator: small language models on Kubernetes (KubeRay + Ray Serve + vLLM).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True, soft_wrap=True)
+
+FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="SLMDeployment YAML")]
+
+
+def _documents(path: Path) -> Iterator[tuple[int, Any]]:
+    """The YAML documents of a file with their index, skipping empty ones."""
+    with path.open() as stream:
+        for index, document in enumerate(yaml.safe_load_all(stream)):
+            if document is not None:
+                yield index, document
+
+
+def _document_errors(document: Any) -> list[FieldError]:
+    if not isinstance(document, dict):
+        return [FieldError("<root>", "expected a mapping (an SLMDeployment object)")]
+    if document.get("kind") != "SLMDeployment":
+        return [FieldError("kind", f"expected SLMDeployment, got {document.get('kind')!r}")]
+    return validate_object(document)
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="YAML files")]) -> None:
+    """Check SLMDeployment YAML offline against the CRD schema and its CEL rules."""
+    failed = False
+    for path in files:
+        try:
+            documents = list(_documents(path))
+        except yaml.YAMLError as error:
+            console.print(f"[red]✗[/red] {path}: not valid YAML: {error}")
+            failed = True
+            continue
+        for index, document in documents:
+            errors = _document_errors(document)
+            where = f"{path}" if len(documents) == 1 else f"{path}#{index}"
+            if errors:
+                failed = True
+                for problem in errors:
+                    console.print(f"[red]✗[/red] {where}: {problem}")
+            else:
+                console.print(f"[green]✓[/green] {where}")
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def load_deployment(path: Path, namespace: str = "default") -> SLMDeployment:
+    """The single SLMDeployment in a file, validated; exits with the errors otherwise."""
+    documents = [d for _, d in _documents(path)]
+    if len(documents) != 1:
+        console.print(f"[red]✗[/red] {path}: expected one SLMDeployment, found {len(documents)} documents")
+        raise typer.Exit(code=1)
+    errors = _document_errors(documents[0])
+    if errors:
+        for problem in errors:
+            console.print(f"[red]✗[/red] {path}: {problem}")
+        raise typer.Exit(code=1)
+    try:
+        deployment = parse_deployment(documents[0])
+    except InvalidSpecError as error:  # pragma: no cover - validate_object already reported these
+        console.print(f"[red]✗[/red] {path}: {error}")
+        raise typer.Exit(code=1) from error
+    deployment.metadata.setdefault("namespace", namespace)
+    return deployment
+
+
+@app.command()
+def render(
+    file: FileArg,
+    namespace: Annotated[str, typer.Option(help="Namespace when the file names none.")] = "default",
+) -> None:
+    """Print the KubeRay RayService the operator would create for FILE."""
+    deployment = load_deployment(file, namespace)
+    sys.stdout.write(dump_yaml(build_rayservice(deployment)))
+
+
+@app.command()
+def crd() -> None:
+    """Print the SLMDeployment CustomResourceDefinition."""
+    sys.stdout.write(render_crd_yaml())

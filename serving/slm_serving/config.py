@@ -1,0 +1,145 @@
+"""The contract between the operator and the Serve applications.
+
+The operator renders `serveConfigV2` from these models and the Serve applications parse their
+`args` / `user_config` back into them, so both sides agree by construction. Importable without Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+ROUTER_APP_NAME = "router"
+ROUTER_DEPLOYMENT_NAME = "Router"
+ENGINE_DEPLOYMENT_NAME = "LLMEngine"
+ROUTER_IMPORT_PATH = "slm_serving.apps:router_app"
+MODEL_IMPORT_PATH = "slm_serving.apps:model_app"
+QUEUE_DEPTH_POLICY = "slm_serving.autoscaling:queue_depth_policy"
+REVISION_HEADER = "x-slm-revision"
+"""Request header that pins a revision (canary validation); also set on every response."""
+
+
+def revision_app_name(revision: str) -> str:
+    """Name of the Serve application that serves one model revision."""
+    return f"rev-{revision}"
+
+
+class _Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdapterConfig(_Contract):
+    name: str = Field(description="Name clients use as `model` to reach this LoRA adapter.")
+    source: str = Field(description="Where the adapter's weights are (same schemes as the model).")
+
+
+class EngineConfig(_Contract):
+    """Everything a replica needs to start its vLLM engine."""
+
+    source: str = Field(description="Model source URI: hf://, s3://, gs://, pvc://, file:// or tiny://.")
+    revision: str | None = Field(default=None, description="Source revision (branch, tag or commit).")
+    served_model_name: str = Field(description="Name clients use as `model`.")
+    dtype: str = Field(default="auto", description="vLLM dtype.")
+    quantization: str | None = Field(default=None, description="vLLM quantization method.")
+    max_model_len: int | None = Field(default=None, description="Maximum context length.")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one replica spans.")
+    engine_args: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Extra vLLM engine arguments, passed through."
+    )
+    adapters: tuple[AdapterConfig, ...] = Field(default=(), description="LoRA adapters on this base model.")
+
+
+class ModelAppArgs(_Contract):
+    """`args` of one revision's Serve application."""
+
+    revision: str = Field(description="Revision hash this application serves.")
+    engine: EngineConfig
+
+
+class RevisionRoute(_Contract):
+    revision: str = Field(description="Revision hash.")
+    app_name: str = Field(description="Serve application serving it.")
+    weight: int = Field(ge=0, le=100, description="Share of unpinned traffic, in percent.")
+
+
+class RouterArgs(_Contract):
+    """`args` of the router application (changing them restarts the router)."""
+
+    served_model_name: str
+    adapter_names: tuple[str, ...] = Field(default=(), description="Adapter names also accepted as `model`.")
+    cold_start_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long a request waits for a first replica (scale from zero)."
+    )
+    max_pending_requests: int = Field(
+        default=1000, ge=1, description="Requests held while no replica is ready; beyond that: 503."
+    )
+
+
+class RouterUserConfig(_Contract):
+    """`user_config` of the router deployment: changing it reconfigures without a restart."""
+
+    routes: tuple[RevisionRoute, ...] = Field(description="Live revisions and their traffic weights.")
+
+
+class AutoscalingPolicyConfig(_Contract):
+    policy_function: str = QUEUE_DEPTH_POLICY
+
+
+class ServeAutoscalingConfig(_Contract):
+    """Serve's `autoscaling_config` for one deployment (the subset we use)."""
+
+    min_replicas: int = Field(ge=0)
+    max_replicas: int = Field(ge=1)
+    initial_replicas: int | None = Field(default=None, ge=0)
+    target_ongoing_requests: float = Field(gt=0, description="Queue depth per replica to aim for.")
+    upscale_delay_s: float = Field(ge=0)
+    downscale_delay_s: float = Field(ge=0)
+    metrics_interval_s: float = Field(default=2.0, gt=0)
+    look_back_period_s: float = Field(default=10.0, gt=0)
+    policy: AutoscalingPolicyConfig = Field(default_factory=AutoscalingPolicyConfig)
+
+
+class ServeDeploymentConfig(_Contract):
+    name: str
+    num_replicas: int | None = None
+    max_ongoing_requests: int | None = None
+    autoscaling_config: ServeAutoscalingConfig | None = None
+    ray_actor_options: dict[str, JsonValue] | None = None
+    placement_group_bundles: tuple[dict[str, float], ...] | None = None
+    placement_group_strategy: Literal["PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD"] | None = None
+    user_config: dict[str, JsonValue] | None = None
+
+
+class ServeApplicationConfig(_Contract):
+    name: str
+    route_prefix: str | None
+    import_path: str
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    runtime_env: dict[str, JsonValue] | None = None
+    deployments: tuple[ServeDeploymentConfig, ...] = ()
+
+
+class HTTPOptions(_Contract):
+    host: str = "0.0.0.0"
+    port: int = 8000
+
+
+class ServeConfigV2(_Contract):
+    """The `serveConfigV2` document of a RayService (Serve's declarative config)."""
+
+    proxy_location: Literal["EveryNode", "HeadOnly", "Disabled"] = "EveryNode"
+    http_options: HTTPOptions = Field(default_factory=HTTPOptions)
+    applications: tuple[ServeApplicationConfig, ...]
+
+    def to_document(self) -> dict[str, Any]:
+        """The plain dict Serve's REST API and KubeRay accept (no nulls Serve would reject)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"applications"}) | {
+            "applications": [_application_document(app) for app in self.applications]
+        }
+
+
+def _application_document(app: ServeApplicationConfig) -> dict[str, Any]:
+    doc = app.model_dump(mode="json", exclude_none=True)
+    doc["route_prefix"] = app.route_prefix  # null is meaningful: no HTTP route of its own
+    return doc

@@ -1,0 +1,34 @@
+"""Shared test configuration: markers that skip where the hardware or Docker is missing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO_ROOT / "examples"
+
+
+def _has_gpu() -> bool:
+    smi = shutil.which("nvidia-smi")
+    return smi is not None and subprocess.run([smi, "-L"], capture_output=True, check=False).returncode == 0
+
+
+def _has_docker() -> bool:
+    docker = shutil.which("docker")
+    if docker is None or shutil.which("kind") is None:
+        return False
+    return subprocess.run([docker, "info"], capture_output=True, check=False).returncode == 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu = _has_gpu() if any("gpu" in i.keywords for i in items) else True
+    docker = _has_docker() if any("kind" in i.keywords for i in items) else True
+    for item in items:
+        if "gpu" in item.keywords and not gpu:
+            item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi -L found none)"))
+        if "kind" in item.keywords and not docker:
+            item.add_marker(pytest.mark.skip(reason="needs Docker (a running engine) and kind: `make e2e` skips"))

@@ -1,0 +1,207 @@
+"""The pure builders: SLMDeployment (+ rollout status) → serveConfigV2 and RayService."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from slm_operator.api.models import AutoscalingSpec, RevisionStatus, SLMDeployment, SLMDeploymentStatus
+from slm_operator.api.revision import compute_revision, revision_template
+from slm_operator.api.validation import SchemaValidator, parse_deployment
+from slm_operator.builder.rayservice import build_rayservice, worker_group_name
+from slm_operator.builder.revisions import split_replica_budget
+from slm_operator.builder.serve_config import build_serve_config
+from slm_serving.config import (
+    MODEL_IMPORT_PATH,
+    ROUTER_IMPORT_PATH,
+    ModelAppArgs,
+    RouterArgs,
+    RouterUserConfig,
+    revision_app_name,
+)
+
+from tests.conftest import EXAMPLES, REPO_ROOT
+
+KUBERAY_CRD = REPO_ROOT / "tests" / "fixtures" / "kuberay" / "ray.io_rayservices.yaml"
+EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
+
+
+def _load(path: Path, uid: str | None = "0b6c-uid") -> SLMDeployment:
+    obj = yaml.safe_load(path.read_text())
+    obj["metadata"].setdefault("namespace", "default")
+    if uid:
+        obj["metadata"]["uid"] = uid
+    return parse_deployment(obj)
+
+
+@cache
+def _rayservice_validator() -> SchemaValidator:
+    crd = yaml.safe_load(KUBERAY_CRD.read_text())
+    (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return SchemaValidator(v1["schema"]["openAPIV3Schema"])
+
+
+def _with_canary(deployment: SLMDeployment, weight: int, new_source: str) -> SLMDeployment:
+    """The deployment after its spec moved to `new_source` while the old revision stays stable."""
+    stable = revision_template(deployment.spec)
+    spec = deployment.spec.model_copy(deep=True)
+    spec.model.source = new_source
+    canary = revision_template(spec)
+    status = SLMDeploymentStatus(
+        revisions=[
+            RevisionStatus(name=compute_revision(deployment.spec), role="stable", weight=100 - weight, template=stable),
+            RevisionStatus(name=compute_revision(spec), role="canary", weight=weight, template=canary),
+        ]
+    )
+    return deployment.model_copy(update={"spec": spec, "status": status})
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_rendered_rayservice_validates_against_kuberay_crd(path: Path) -> None:
+    rayservice = build_rayservice(_load(path))
+    assert _rayservice_validator().errors(rayservice) == []
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_rayservice_during_a_canary_validates_too(path: Path) -> None:
+    deployment = _with_canary(_load(path), 20, "hf://org/next-model")
+    assert _rayservice_validator().errors(build_rayservice(deployment)) == []
+
+
+def test_rayservice_metadata_and_ownership() -> None:
+    deployment = _load(EXAMPLES / "phi3-mini.yaml")
+    rayservice = build_rayservice(deployment)
+    meta = rayservice["metadata"]
+    assert (meta["name"], meta["namespace"]) == ("phi3-mini", "llm")
+    (owner,) = meta["ownerReferences"]
+    assert owner == {
+        "apiVersion": "slm.dev/v1alpha1",
+        "kind": "SLMDeployment",
+        "name": "phi3-mini",
+        "uid": "0b6c-uid",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    assert meta["annotations"]["slm.dev/revisions"] == compute_revision(deployment.spec)
+    assert meta["labels"]["slm.dev/name"] == "phi3-mini"
+
+
+def test_without_uid_there_is_no_owner_reference() -> None:
+    assert "ownerReferences" not in build_rayservice(_load(EXAMPLES / "tiny.yaml", uid=None))["metadata"]
+
+
+def _serve(deployment: SLMDeployment) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(build_rayservice(deployment)["spec"]["serveConfigV2"])
+    return document
+
+
+def test_serve_config_has_router_and_one_app_per_revision() -> None:
+    deployment = _with_canary(_load(EXAMPLES / "qwen2.5-lora.yaml"), 10, "hf://Qwen/Qwen2.5-0.5B")
+    apps = {a["name"]: a for a in _serve(deployment)["applications"]}
+    stable, canary = (r.name for r in deployment.status.revisions)  # type: ignore[union-attr]
+    assert set(apps) == {"router", revision_app_name(stable), revision_app_name(canary)}
+    router = apps["router"]
+    assert router["route_prefix"] == "/" and router["import_path"] == ROUTER_IMPORT_PATH
+    routes = RouterUserConfig.model_validate(router["deployments"][0]["user_config"]).routes
+    assert {(r.revision, r.weight) for r in routes} == {(stable, 90), (canary, 10)}
+    assert RouterArgs.model_validate(router["args"]).adapter_names == ("sql-writer", "support-tickets")
+    app = apps[revision_app_name(canary)]
+    assert app["route_prefix"] is None and app["import_path"] == MODEL_IMPORT_PATH
+    args = ModelAppArgs.model_validate(app["args"])
+    assert args.revision == canary and args.engine.source == "hf://Qwen/Qwen2.5-0.5B"
+    assert [a.name for a in args.engine.adapters] == ["support-tickets", "sql-writer"]
+    assert args.engine.engine_args["enable_lora"] is True
+
+
+@pytest.mark.parametrize(
+    ("gpus", "actor_options", "bundles"),
+    [
+        (0, {"num_cpus": 1}, None),
+        (1, {"num_cpus": 1, "num_gpus": 1}, None),
+        (4, None, [{"GPU": 1.0, "CPU": 1.0}] * 4),
+    ],
+)
+def test_gpus_per_replica(gpus: int, actor_options: dict[str, Any] | None, bundles: list[Any] | None) -> None:
+    deployment = _load(EXAMPLES / "phi3-mini.yaml")
+    deployment.spec.resources.gpus_per_replica = gpus
+    config = build_serve_config(deployment.spec, [_stable(deployment)])
+    engine = config.applications[1].deployments[0]
+    assert engine.ray_actor_options == actor_options
+    assert (list(engine.placement_group_bundles) if engine.placement_group_bundles else None) == bundles
+    assert ModelAppArgs.model_validate(config.applications[1].args).engine.tensor_parallel_size == max(1, gpus)
+
+
+def _stable(deployment: SLMDeployment) -> RevisionStatus:
+    return RevisionStatus(
+        name=compute_revision(deployment.spec), role="stable", weight=100, template=revision_template(deployment.spec)
+    )
+
+
+def test_autoscaling_settings_reach_the_engine_deployment() -> None:
+    deployment = _load(EXAMPLES / "mistral-7b-awq.yaml")
+    autoscaling = build_serve_config(deployment.spec, [_stable(deployment)]).applications[1].deployments[0]
+    assert autoscaling.autoscaling_config is not None
+    config = autoscaling.autoscaling_config
+    assert (config.min_replicas, config.max_replicas) == (2, 6)
+    assert config.target_ongoing_requests == 6
+    assert (config.upscale_delay_s, config.downscale_delay_s) == (30, 600)
+    assert config.policy.policy_function == "slm_serving.autoscaling:queue_depth_policy"
+
+
+@pytest.mark.parametrize(
+    ("min_r", "max_r", "surge", "weight", "stable", "canary"),
+    [
+        (1, 4, 1, 0, (1, 4), (1, 1)),
+        (1, 4, 1, 10, (1, 4), (1, 1)),
+        (1, 4, 1, 50, (1, 3), (1, 2)),
+        (2, 4, 0, 50, (2, 2), (1, 2)),
+        (1, 1, 1, 100, (1, 1), (1, 1)),
+        (0, 3, 1, 20, (0, 3), (1, 1)),
+        (4, 8, 2, 100, (2, 2), (4, 8)),
+    ],
+)
+def test_replica_budget_never_exceeds_max_plus_surge(
+    min_r: int, max_r: int, surge: int, weight: int, stable: tuple[int, int], canary: tuple[int, int]
+) -> None:
+    autoscaling = AutoscalingSpec(min_replicas=min_r, max_replicas=max_r, scale_to_zero=min_r == 0)
+    got_stable, got_canary = split_replica_budget(autoscaling, surge, weight)
+    assert (got_stable.min_replicas, got_stable.max_replicas) == stable
+    assert (got_canary.min_replicas, got_canary.max_replicas) == canary
+    assert got_stable.max_replicas + got_canary.max_replicas <= max(max_r + surge, 2)
+
+
+def test_only_serve_config_changes_between_revisions_of_the_same_shape() -> None:
+    """A canary of the same pod shape changes serveConfigV2 only: KubeRay updates in place, no new cluster."""
+    before = build_rayservice(_load(EXAMPLES / "phi3-mini.yaml"))
+    after = build_rayservice(_with_canary(_load(EXAMPLES / "phi3-mini.yaml"), 10, "hf://org/phi-next"))
+    assert before["spec"]["rayClusterConfig"] == after["spec"]["rayClusterConfig"]
+    assert before["spec"]["serveConfigV2"] != after["spec"]["serveConfigV2"]
+
+
+def test_worker_groups_per_pod_shape_and_gpu_budget() -> None:
+    deployment = _load(EXAMPLES / "phi3-mini.yaml")
+    groups = build_rayservice(deployment)["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    (group,) = groups
+    assert group["groupName"] == worker_group_name(revision_template(deployment.spec))
+    assert group["maxReplicas"] == 4 + 1  # maxReplicas + maxSurgeReplicas
+    pod = group["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["envFrom"] == [{"secretRef": {"name": "hf-token"}}]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_pvc_sources_are_mounted_read_only() -> None:
+    pod = build_rayservice(_load(EXAMPLES / "qwen2.5-lora.yaml"))["spec"]["rayClusterConfig"]["workerGroupSpecs"][0][
+        "template"
+    ]["spec"]
+    assert pod["volumes"] == [{"name": "model-0", "persistentVolumeClaim": {"claimName": "adapters", "readOnly": True}}]
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/mnt/models/adapters"
+
+
+def test_builder_is_deterministic() -> None:
+    assert build_rayservice(_load(EXAMPLES / "tiny.yaml")) == build_rayservice(_load(EXAMPLES / "tiny.yaml"))
