@@ -1,0 +1,85 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "slm-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's objects: the release name, plus the chart name unless it contains it. */}}
+{{- define "slm-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "slm-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "slm-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "slm-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "slm-operator.labels" -}}
+helm.sh/chart: {{ include "slm-operator.chart" . }}
+{{ include "slm-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: slm-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "slm-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "slm-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "slm-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* True (non-empty) when the operator watches the whole cluster. */}}
+{{- define "slm-operator.clusterWide" -}}
+{{- if not .Values.operator.watchNamespaces }}true{{ end }}
+{{- end }}
+
+{{/*
+Rules the operator needs on the objects it handles, in every namespace it watches.
+kopf patches SLMDeployments (finalizers, its progress annotations) and their status subresource;
+the operator owns the RayServices it builds; kopf and the operator post Events.
+*/}}
+{{- define "slm-operator.namespacedRules" -}}
+- apiGroups: ["slm.dev"]
+  resources: ["slmdeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["slm.dev"]
+  resources: ["slmdeployments/status"]
+  verbs: ["get", "patch", "update"]
+# RayServices carry an ownerReference with blockOwnerDeletion, which clusters enforcing
+# OwnerReferencesPermissionEnforcement only allow to whoever may update the owner's finalizers.
+- apiGroups: ["slm.dev"]
+  resources: ["slmdeployments/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["ray.io"]
+  resources: ["rayservices"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* kopf peering: the replicas announce themselves in the peering object's status (patch). */}}
+{{- define "slm-operator.peeringRule" -}}
+- apiGroups: ["kopf.dev"]
+  resources: [{{ ternary "clusterkopfpeerings" "kopfpeerings" (eq (include "slm-operator.clusterWide" .) "true") | quote }}]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}

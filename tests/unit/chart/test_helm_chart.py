@@ -1,0 +1,415 @@
+"""The Helm chart `charts/slm-operator`, rendered by the real `helm` binary and checked offline.
+
+`helm lint --strict` and `helm template --include-crds` run for the default values and for a few
+non-default value sets; every rendered object of a built-in kind is validated (strictly: unknown
+fields fail) against Kubernetes' OpenAPI schemas with `kubernetes-validate`, kopf's peering objects
+against the chart's own peering CRDs. On top: the chart's SLMDeployment CRD is the generated one,
+the pods are locked down, and RBAC grants exactly the listed permissions and nothing more.
+
+Boundary fake: the chart declares the KubeRay operator chart as an optional dependency, and Helm
+refuses to lint or render a chart whose declared dependency is absent from `charts/` even when its
+condition is false. The dependency comes from https://ray-project.github.io/kuberay-helm/, which this
+machine cannot reach, so the tests render a copy of the chart with a placeholder `kuberay-operator`
+chart (a Chart.yaml only) under `charts/`. The placeholder is never rendered (the condition is off,
+which `test_kuberay_dependency_is_off_by_default` checks); `test_missing_dependency_fails_like_helm_says`
+pins Helm's behaviour on the chart as checked in.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+CHART = REPO_ROOT / "charts" / "slm-operator"
+HELM = REPO_ROOT / ".tools" / "bin" / "helm"
+SLM_CRD = "slm.dev_slmdeployments.yaml"
+RELEASE, NAMESPACE = "slm", "slm-system"
+# The chart's kubeVersion floor and the newest schemas kubernetes-validate carries.
+KUBE_VERSIONS = ("1.28.0", kubernetes_validate.latest_version())
+PROMETHEUS_OPERATOR_GROUP = "monitoring.coreos.com/v1"
+SERVING_METRICS = REPO_ROOT / "serving" / "slm_serving" / "metrics.py"
+OPERATOR_METRICS = REPO_ROOT / "operator" / "slm_operator" / "metrics.py"
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "namespaced": {"operator": {"watchNamespaces": ["team-a", "team-b"]}},
+    "cluster-wide-single": {"replicaCount": 1, "operator": {"watchNamespaces": [], "logFormat": "text"}},
+    "monitoring": {
+        "metrics": {
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "servingPodMonitor": {"enabled": True},
+        }
+    },
+    "dashboard": {"dashboard": {"enabled": True, "namespace": "monitoring"}},
+}
+
+# Every permission the operator gets, per mode: (apiGroup, resource) -> verbs. Anything else fails.
+# kopf runs with scanning off (operator/slm_operator/handlers.py): no namespaces, no CRDs.
+NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
+    ("slm.dev", "slmdeployments"): {"get", "list", "watch", "patch"},
+    ("slm.dev", "slmdeployments/status"): {"get", "patch", "update"},
+    ("slm.dev", "slmdeployments/finalizers"): {"update"},
+    ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("", "events"): {"create", "patch"},
+    ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
+}
+CLUSTER_PERMISSIONS: dict[tuple[str, str], set[str]] = {
+    **{key: verbs for key, verbs in NAMESPACED_PERMISSIONS.items() if key[1] != "kopfpeerings"},
+    ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
+}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def helm_binary() -> Path:
+    if not HELM.is_file():
+        pytest.fail(f"{HELM} is missing: run `make install` (hack/install-tools.sh) to get helm")
+    return HELM
+
+
+def run_helm(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(helm_binary()), *map(str, args)], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the chart with a placeholder for the optional KubeRay dependency (see module docstring)."""
+    copy = tmp_path_factory.mktemp("chart") / CHART.name
+    shutil.copytree(CHART, copy)
+    placeholder = copy / "charts" / "kuberay-operator"
+    if not placeholder.exists():
+        placeholder.mkdir(parents=True)
+        dependency = next(d for d in yaml.safe_load((CHART / "Chart.yaml").read_text())["dependencies"])
+        (placeholder / "Chart.yaml").write_text(
+            yaml.safe_dump({"apiVersion": "v2", "name": dependency["name"], "version": dependency["version"]})
+        )
+    return copy
+
+
+def values_file(directory: Path, name: str) -> Path:
+    path = directory / f"values-{name}.yaml"
+    path.write_text(yaml.safe_dump(VALUE_SETS[name]))
+    return path
+
+
+def render(chart: Path, values: Path) -> list[dict[str, Any]]:
+    result = run_helm("template", RELEASE, chart, "--namespace", NAMESPACE, "--include-crds", "-f", values)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered(chart: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    directory = tmp_path_factory.mktemp("values")
+    return {name: render(chart, values_file(directory, name)) for name in VALUE_SETS}
+
+
+def of_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in documents if doc["kind"] == kind]
+
+
+def only(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = of_kind(documents, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def permissions(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+def operator_pod(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    pod: dict[str, Any] = only(documents, "Deployment")["spec"]["template"]["spec"]
+    return pod
+
+
+def env_of(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    env = operator_pod(documents)["containers"][0]["env"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in env}
+
+
+def crd_validator(kind: str) -> jsonschema.protocols.Validator:
+    for path in (CHART / "crds").glob("*.yaml"):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if crd and crd["spec"]["names"]["kind"] == kind:
+                schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+                return jsonschema.Draft7Validator(schema)
+    raise AssertionError(f"no CRD for {kind} in {CHART / 'crds'}")
+
+
+def all_documents(rendered: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, documents in rendered.items():
+        for document in documents:
+            yield name, document
+
+
+# --------------------------------------------------------------------------------- lint and render
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_helm_lint_strict(chart: Path, tmp_path: Path, name: str) -> None:
+    result = run_helm("lint", "--strict", chart, "--namespace", NAMESPACE, "-f", values_file(tmp_path, name))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_dependency_fails_like_helm_says() -> None:
+    """Helm checks declared dependencies even when their condition is false (documented in Chart.yaml)."""
+    if (CHART / "charts").exists():
+        pytest.skip("charts/slm-operator/charts exists here (helm dependency build was run)")
+    result = run_helm("template", RELEASE, CHART)
+    assert result.returncode != 0
+    assert "missing in charts/ directory: kuberay-operator" in result.stderr
+
+
+def test_kuberay_dependency_is_off_by_default(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    for name, document in all_documents(rendered):
+        source = document["metadata"].get("labels", {}).get("helm.sh/chart", "")
+        assert not source.startswith("kuberay-operator"), f"{name}: {document['kind']} from KubeRay's chart"
+
+
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_builtin_kinds_match_kubernetes_schemas(rendered: dict[str, list[dict[str, Any]]], kube_version: str) -> None:
+    checked = 0
+    for name, document in all_documents(rendered):
+        if document["apiVersion"] in (PROMETHEUS_OPERATOR_GROUP, "kopf.dev/v1"):
+            continue
+        try:
+            kubernetes_validate.validate(document, kube_version, strict=True)
+        except jsonschema.ValidationError as error:
+            pytest.fail(f"{name}: {document['kind']}/{document['metadata']['name']}: {error.message}")
+        checked += 1
+    assert checked >= 5 * len(VALUE_SETS)
+
+
+def test_kopf_peerings_match_the_chart_crds(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    peerings = [(n, d) for n, d in all_documents(rendered) if d["apiVersion"] == "kopf.dev/v1"]
+    assert peerings
+    for name, document in peerings:
+        errors = [e.message for e in crd_validator(document["kind"]).iter_errors(document)]
+        assert not errors, f"{name}: {errors}"
+
+
+@pytest.mark.parametrize("kind", ["ServiceMonitor", "PodMonitor"])
+def test_prometheus_operator_kinds(rendered: dict[str, list[dict[str, Any]]], kind: str) -> None:
+    """Rendered only on request; their schema (a Prometheus Operator CRD) is not vendored."""
+    assert not of_kind(rendered["default"], kind)
+    assert of_kind(rendered["monitoring"], kind)
+    pytest.skip(f"{kind}: schema not validated, the Prometheus Operator CRDs are not vendored in this repo")
+
+
+# ------------------------------------------------------------------------------------------- CRDs
+
+
+def test_chart_slm_crd_is_the_generated_one() -> None:
+    generated = REPO_ROOT / "crds" / SLM_CRD
+    assert generated.is_file(), f"{generated} is missing: generate it with `make crd`"
+    in_chart = CHART / "crds" / SLM_CRD
+    assert in_chart.is_file(), f"copy {generated} to {in_chart}"
+    assert in_chart.read_bytes() == generated.read_bytes(), f"{in_chart} differs from {generated}: copy it"
+
+
+def test_chart_carries_kopf_peering_crds(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    crds = {d["metadata"]["name"]: d for d in of_kind(rendered["default"], "CustomResourceDefinition")}
+    assert crds["kopfpeerings.kopf.dev"]["spec"]["scope"] == "Namespaced"
+    assert crds["clusterkopfpeerings.kopf.dev"]["spec"]["scope"] == "Cluster"
+
+
+# ------------------------------------------------------------------------------ operator workload
+
+
+def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    documents = rendered["default"]
+    deployment = only(documents, "Deployment")
+    container = operator_pod(documents)["containers"][0]
+    assert deployment["spec"]["replicas"] == 2
+    assert container["command"] == ["slm", "operator"]
+    assert container["image"].endswith(":0.1.0")
+    assert env_of(documents) == {
+        "SLM_NAMESPACES": "",
+        "SLM_PEERING_NAME": "slm-operator",
+        "SLM_METRICS_PORT": "8080",
+        "SLM_HEALTH_PORT": "8081",
+        "SLM_LOG_FORMAT": "json",
+        "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
+    }
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert only(documents, "ClusterKopfPeering")["metadata"]["name"] == "slm-operator"
+    assert only(documents, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    service = only(documents, "Service")
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_namespaced_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    documents = rendered["namespaced"]
+    assert env_of(documents)["SLM_NAMESPACES"] == "team-a,team-b"
+    peerings = of_kind(documents, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
+    assert not of_kind(documents, "ClusterKopfPeering")
+
+
+def test_single_replica_has_no_disruption_budget(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    documents = rendered["cluster-wide-single"]
+    assert only(documents, "Deployment")["spec"]["replicas"] == 1
+    assert not of_kind(documents, "PodDisruptionBudget")
+    assert env_of(documents)["SLM_LOG_FORMAT"] == "text"
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_pods_are_locked_down(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    pod = operator_pod(rendered[name])
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context.get("privileged", False) is False
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+
+
+def test_values_schema_rejects_bad_values(chart: Path) -> None:
+    result = run_helm("template", RELEASE, chart, "--set", "operator.logFormat=xml")
+    assert result.returncode != 0
+    assert "logFormat" in result.stderr
+    result = run_helm("template", RELEASE, chart, "--set", "operator.unknownKey=1")
+    assert result.returncode != 0
+
+
+# ------------------------------------------------------------------------------------------- RBAC
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_rbac_has_no_wildcards(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
+    for kind in ("Role", "ClusterRole"):
+        for role in of_kind(rendered[name], kind):
+            for rule in role["rules"]:
+                for field in ("apiGroups", "resources", "verbs"):
+                    assert "*" not in rule.get(field, []), f"{kind}/{role['metadata']['name']}: * in {field}"
+                assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_operator_needs(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    documents = rendered["default"]
+    assert not of_kind(documents, "Role") and not of_kind(documents, "RoleBinding")
+    role = only(documents, "ClusterRole")
+    assert permissions(role["rules"]) == CLUSTER_PERMISSIONS
+    binding = only(documents, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": only(documents, "ServiceAccount")["metadata"]["name"],
+            "namespace": NAMESPACE,
+        }
+    ]
+
+
+def test_namespaced_rbac_grants_nothing_cluster_wide(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    documents = rendered["namespaced"]
+    roles = of_kind(documents, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    for role in roles:
+        assert permissions(role["rules"]) == NAMESPACED_PERMISSIONS
+    bindings = {b["metadata"]["namespace"]: b for b in of_kind(documents, "RoleBinding")}
+    assert sorted(bindings) == ["team-a", "team-b"]
+    for binding in bindings.values():
+        assert binding["subjects"][0]["namespace"] == NAMESPACE
+    assert not of_kind(documents, "ClusterRole") and not of_kind(documents, "ClusterRoleBinding")
+
+
+# ------------------------------------------------------------------------------------- monitoring
+
+
+def test_service_monitor_scrapes_the_metrics_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    documents = rendered["monitoring"]
+    monitor = only(documents, "ServiceMonitor")
+    service = only(documents, "Service")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
+    pod_monitor = only(documents, "PodMonitor")
+    assert pod_monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "slm-operator"}
+
+
+def dashboard_of(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    config_map = only(documents, "ConfigMap")
+    dashboard: dict[str, Any] = json.loads(config_map["data"]["slm-operator.json"])
+    return dashboard
+
+
+def test_dashboard_configmap_for_the_grafana_sidecar(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert not of_kind(rendered["default"], "ConfigMap")
+    config_map = only(rendered["dashboard"], "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config_map["metadata"]["namespace"] == "monitoring"
+    dashboard = dashboard_of(rendered["dashboard"])
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for topic in ("queue depth", "replicas", "latency", "first token", "error", "rollout state"):
+        assert topic in titles
+
+
+def metric_names(dashboard: dict[str, Any]) -> set[str]:
+    """Metric names in the dashboard's queries, without a histogram's _bucket suffix."""
+    names = set()
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for name in re.findall(r"\b(?:ray_)?(?:slm|serve)_[a-z_]+", target["expr"]):
+                names.add(re.sub(r"_bucket$", "", name))
+    return names
+
+
+def is_defined(name: str, code: str) -> bool:
+    """Whether the code names the metric; prometheus_client adds _total to counters itself."""
+    return f'"{name}"' in code or f'"{name.removesuffix("_total")}"' in code
+
+
+def test_dashboard_metrics_exist_in_the_code(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """Operator metrics as prometheus_client exposes them; Ray metrics (ours and Ray Serve's) with
+    the `ray_` prefix Ray's metrics agent adds."""
+    names = metric_names(dashboard_of(rendered["dashboard"]))
+    ray_serve = Path(str(importlib.util.find_spec("ray").origin)).parent / "serve" / "_private"  # type: ignore[union-attr]
+    sources = {
+        "operator": OPERATOR_METRICS.read_text(),
+        "serving": SERVING_METRICS.read_text(),
+        "ray": "\n".join(path.read_text() for path in ray_serve.glob("*.py")),
+    }
+    missing = []
+    for name in sorted(names):
+        if name.startswith("ray_serve_"):
+            found = is_defined(name.removeprefix("ray_"), sources["ray"])
+        elif name.startswith("ray_"):
+            found = is_defined(name.removeprefix("ray_"), sources["serving"])
+        else:
+            found = is_defined(name, sources["operator"])
+        if not found:
+            missing.append(name)
+    assert len(names) >= 8
+    assert not missing, f"the dashboard queries metrics nothing defines: {missing}"
