@@ -98,6 +98,18 @@ def render(
 
 
 @app.command()
+def serve(
+    file: FileArg,
+    port: Annotated[int, typer.Option(help="Port of the OpenAI API on localhost.")] = 8000,
+) -> None:
+    """Serve FILE on this machine (own local Ray, vLLM), rolling out every edit to it. No Kubernetes."""
+    load_deployment(file)  # report a bad file before starting anything
+    from slm_operator.embedded import serve_file
+
+    serve_file(file, port=port, console=Console())
+
+
+@app.command()
 def crd() -> None:
     """Print the SLMDeployment CustomResourceDefinition."""
     sys.stdout.write(render_crd_yaml())

@@ -1,0 +1,281 @@
+"""The local shell of the rollout state machine: `slm serve FILE` on one machine, no Kubernetes.
+
+Each pass re-reads FILE (an edit that changes the revision starts a rollout, exactly as a new spec
+generation does in a cluster), observes the local Serve applications, asks the pure
+`rollout.decide` what to do and carries out its actions against the local Ray Serve: the same
+builder, the same state machine and the same probes as the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+
+from slm_operator.api.models import SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.api.validation import InvalidSpecError, parse_deployment
+from slm_operator.builder.serve_config import build_serve_config
+from slm_operator.probes import RevisionCounters, run_validation, scrape_router_counters
+from slm_operator.rollout.actions import (
+    Action,
+    ApplyRevisions,
+    ClearCommand,
+    EmitEvent,
+    ObserveMetrics,
+    RecordQuality,
+    RunValidation,
+)
+from slm_operator.rollout.decide import Observation, RolloutSettings, decide
+from slm_operator.rollout.gate import LiveMetrics, ValidationRun
+from slm_serving.config import ENGINE_DEPLOYMENT_NAME, ROUTER_APP_NAME, revision_app_name
+from slm_serving.local import LocalServe, LocalServeError
+
+
+@dataclass(frozen=True)
+class LocalEvent:
+    """What `kubectl describe` would list as an Event, for the local console and tests."""
+
+    time: datetime
+    type: str
+    reason: str
+    message: str
+
+
+EventSink = Callable[[LocalEvent], None]
+
+
+@dataclass
+class EmbeddedRollout:
+    """One SLMDeployment file served by a `LocalServe`, rolled out by the shared state machine."""
+
+    path: Path
+    local: LocalServe
+    on_event: EventSink = lambda event: None
+    settings: RolloutSettings = field(default_factory=RolloutSettings)
+    has_gpu: bool = False
+    spec: SLMDeploymentSpec | None = None
+    generation: int = 0
+    status: SLMDeploymentStatus | None = None
+    events: list[LocalEvent] = field(default_factory=list)
+    file_error: str | None = None
+    peak_replicas: int = 0
+    """Most engine replicas running at once, all revisions together (rollout cost)."""
+    _applied: tuple[tuple[str, int], ...] | None = None
+    _last_error: str | None = None
+    _validation: ValidationRun | None = None
+    _live: LiveMetrics | None = None
+    _baselines: dict[tuple[str, str], dict[str, RevisionCounters]] = field(default_factory=dict)
+
+    def reload(self) -> bool:
+        """Re-read the file; a changed spec is a new generation. Invalid edits are reported and ignored."""
+        try:
+            deployment = _load(self.path)
+        except (OSError, yaml.YAMLError, InvalidSpecError) as error:
+            if str(error) != self.file_error:
+                self.file_error = str(error)
+                self._emit("Warning", "InvalidSpec", f"{self.path}: {error}; still serving the last valid spec")
+            return False
+        self.file_error = None
+        spec = fit_to_machine(deployment.spec, has_gpu=self.has_gpu)
+        if self.spec is None or spec != self.spec:
+            self.spec = spec
+            self.generation += 1
+            return True
+        return False
+
+    def step(self, now: datetime | None = None) -> None:
+        """One pass: read, observe, decide, act. A pass whose calls to the local Serve fail is skipped
+        (reported once) and the next one starts over: the state lives in `status`, not in the pass."""
+        self.reload()
+        if self.spec is None:
+            raise ValueError(self.file_error or f"{self.path}: no valid SLMDeployment")
+        try:
+            self._pass(now or datetime.now(UTC))
+        except (httpx.HTTPError, LocalServeError) as error:
+            message = f"{type(error).__name__}: {error}"
+            if message != self._last_error:
+                self._emit("Warning", "ServeUnavailable", f"{message}; retrying")
+            self._last_error = message
+        else:
+            self._last_error = None
+
+    def _pass(self, now: datetime) -> None:
+        assert self.spec is not None
+        decision = decide(
+            self.spec,
+            self.status,
+            self._observe(),
+            generation=self.generation,
+            now=now,
+            settings=self.settings,
+        )
+        self.status = decision.status
+        self._converge()
+        for action in decision.actions:
+            self._carry_out(action)
+
+    # ------------------------------------------------------------ observe
+
+    def _observe(self) -> Observation:
+        details = self.local.details()
+        revisions = [r.name for r in self.status.revisions] if self.status else []
+        running, replicas = observe_revisions(details, revisions)
+        self.peak_replicas = max(self.peak_replicas, sum(replicas.values()))
+        router = (details.get("applications") or {}).get(ROUTER_APP_NAME) or {}
+        routes_settled = self._applied == _weights(self.status) and router.get("status") == "RUNNING"
+        validation, self._validation = self._validation, None
+        live, self._live = self._live, None
+        return Observation(
+            running=running,
+            ready_replicas=replicas,
+            routes_settled=routes_settled,
+            validation=validation,
+            live=live,
+        )
+
+    # ------------------------------------------------------------ act
+
+    def _converge(self) -> None:
+        """Level-triggered: Serve always gets the revisions and weights recorded in status."""
+        assert self.spec is not None and self.status is not None
+        wanted = _weights(self.status)
+        if wanted != self._applied and self.status.revisions:
+            self.local.apply(build_serve_config(self.spec, self.status.revisions), wait=False)
+            self._applied = wanted
+
+    def _carry_out(self, action: Action) -> None:
+        assert self.spec is not None
+        if isinstance(action, ApplyRevisions):
+            return  # done by _converge, which also covers restarts and missed passes
+        if isinstance(action, RunValidation):
+            self._validation = asyncio.run(
+                run_validation(
+                    self.local.url,
+                    self.spec.rollout.validation.prompts,
+                    self.spec.model.served_model_name,
+                    action.revision,
+                    action.baseline,
+                )
+            )
+        elif isinstance(action, ObserveMetrics):
+            self._live = self._observe_live(action)
+        elif isinstance(action, EmitEvent):
+            self._emit(action.type, action.reason, action.message)
+        elif isinstance(action, RecordQuality):
+            verdict = "passed" if action.passed else "FAILED"
+            self._emit(
+                "Normal" if action.passed else "Warning",
+                "QualityCheck",
+                f"{action.revision} {verdict} ({action.pass_rate:.0%} of golden prompts)",
+            )
+        elif isinstance(action, ClearCommand):
+            return  # no command annotation locally
+
+    def _observe_live(self, action: ObserveMetrics) -> LiveMetrics | None:
+        """Router traffic of canary and stable since the step began (first call: takes the baseline)."""
+        now = asyncio.run(scrape_router_counters([self.local.metrics_url]))
+        key = (action.canary, action.since)
+        baseline = self._baselines.setdefault(key, now)
+        empty = RevisionCounters()
+
+        def since_baseline(revision: str) -> RevisionCounters:
+            return baseline.get(revision, empty)
+
+        return LiveMetrics(
+            canary_revision=action.canary,
+            canary=now.get(action.canary, empty).minus(since_baseline(action.canary)),
+            stable=now.get(action.stable, empty).minus(since_baseline(action.stable)),
+        )
+
+    def _emit(self, kind: str, reason: str, message: str) -> None:
+        event = LocalEvent(datetime.now(UTC), kind, reason, message)
+        self.events.append(event)
+        self.on_event(event)
+
+
+def observe_revisions(details: dict[str, Any], revisions: list[str]) -> tuple[frozenset[str], dict[str, int]]:
+    """From Serve's `ServeInstanceDetails`: revisions whose application is RUNNING, and the RUNNING
+    replicas of each revision's engine."""
+    apps = details.get("applications") or {}
+    running: set[str] = set()
+    replicas: dict[str, int] = {}
+    for revision in revisions:
+        app = apps.get(revision_app_name(revision)) or {}
+        engine = (app.get("deployments") or {}).get(ENGINE_DEPLOYMENT_NAME) or {}
+        replicas[revision] = sum(1 for r in engine.get("replicas") or [] if r.get("state") == "RUNNING")
+        if app.get("status") == "RUNNING":
+            running.add(revision)
+    return frozenset(running), replicas
+
+
+def fit_to_machine(spec: SLMDeploymentSpec, *, has_gpu: bool) -> SLMDeploymentSpec:
+    """Without a GPU, replicas run on vLLM's CPU backend whatever the spec asks for."""
+    if has_gpu or spec.resources.gpus_per_replica == 0:
+        return spec
+    return spec.model_copy(update={"resources": spec.resources.model_copy(update={"gpus_per_replica": 0})})
+
+
+def has_nvidia_gpu() -> bool:
+    smi = shutil.which("nvidia-smi")
+    return smi is not None and subprocess.run([smi, "-L"], capture_output=True, check=False).returncode == 0
+
+
+def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1.0) -> None:
+    """`slm serve`: serve FILE on localhost, rolling out every edit, until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    gpu = has_nvidia_gpu()
+    console.print(f"starting a local Ray ({'GPU' if gpu else 'CPU: vLLM CPU backend'}) for {path}")
+    try:
+        with LocalServe(port=port) as local:
+            rollout = EmbeddedRollout(path, local, on_event=lambda e: print_event(console, e), has_gpu=gpu)
+            console.print(f"OpenAI API at [bold]{local.url}/v1[/bold]; edit {path} to roll out a new revision")
+            console.print("Ctrl-C stops")
+            last = ""
+            while not stop.is_set():
+                rollout.step()
+                line = summary_line(rollout.status)
+                if line != last:
+                    console.print(line)
+                    last = line
+                stop.wait(interval_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        console.print("stopped")
+
+
+def summary_line(status: SLMDeploymentStatus | None) -> str:
+    """`kubectl get slmd`, as one line."""
+    if status is None:
+        return "Pending"
+    weights = ", ".join(f"{r.name}({r.role}) {r.weight}%" for r in status.revisions)
+    return f"[bold]{status.phase.value}[/bold] {weights} — {status.message}"
+
+
+def print_event(console: Console, event: LocalEvent) -> None:
+    colour = "yellow" if event.type == "Warning" else "cyan"
+    console.print(f"[{colour}]{event.reason}[/{colour}] {event.message}")
+
+
+def _load(path: Path) -> SLMDeployment:
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    if len(documents) != 1:
+        raise yaml.YAMLError(f"expected one SLMDeployment, found {len(documents)} documents")
+    return parse_deployment(documents[0])
+
+
+def _weights(status: SLMDeploymentStatus | None) -> tuple[tuple[str, int], ...]:
+    return tuple((r.name, r.weight) for r in status.revisions) if status else ()

@@ -1,0 +1,76 @@
+"""Parsing what the shells observe: router metrics (Prometheus text) and streamed OpenAI answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from slm_operator.probes import RevisionCounters, _chunk_text, _quantile_ms, parse_router_counters
+
+EXPOSITION = """\
+# HELP ray_slm_router_requests_total Requests answered by the router.
+# TYPE ray_slm_router_requests_total counter
+ray_slm_router_requests_total{revision="aaa",endpoint="completions",code="200"} 90.0
+ray_slm_router_requests_total{revision="aaa",endpoint="chat",code="500"} 10.0
+ray_slm_router_requests_total{revision="bbb",endpoint="completions",code="200"} 5.0
+# TYPE ray_slm_router_errors_total counter
+ray_slm_router_errors_total{revision="aaa",endpoint="chat",code="500"} 10.0
+# TYPE ray_slm_router_request_latency_seconds histogram
+ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="0.1"} 50.0
+ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="0.5"} 80.0
+ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="1.0"} 90.0
+ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="+Inf"} 90.0
+ray_slm_router_request_latency_seconds_count{revision="aaa",endpoint="completions"} 90.0
+ray_slm_router_request_latency_seconds_sum{revision="aaa",endpoint="completions"} 20.0
+# TYPE ray_other_metric gauge
+ray_other_metric{revision="aaa"} 7.0
+"""
+
+
+def test_counters_are_summed_per_revision_over_endpoints_and_codes() -> None:
+    counters = parse_router_counters(EXPOSITION)
+    assert set(counters) == {"aaa", "bbb"}
+    assert (counters["aaa"].requests, counters["aaa"].errors) == (100, 10)
+    assert counters["bbb"].requests == 5
+    assert counters["aaa"].latency_buckets == {0.1: 50, 0.5: 80, 1.0: 90, float("inf"): 90}
+
+
+def test_difference_of_snapshots_gives_the_traffic_in_between() -> None:
+    later = parse_router_counters(EXPOSITION)["aaa"]
+    earlier = RevisionCounters(requests=40, errors=2, latency_buckets={0.1: 40, 0.5: 40, 1.0: 40, float("inf"): 40})
+    metrics = later.minus(earlier)
+    assert (metrics.requests, metrics.errors) == (60, 8)
+    # 50 new observations: 10 ≤ 0.1 s, 30 in (0.1, 0.5], 10 in (0.5, 1.0]; p95 = rank 47.5 → in the last bucket.
+    assert metrics.p95_latency_ms == pytest.approx(875.0)
+    assert metrics.p95_ttft_ms is None
+
+
+@pytest.mark.parametrize(
+    ("buckets", "q", "expected_ms"),
+    [
+        ({0.1: 100.0, float("inf"): 100.0}, 0.5, 50.0),
+        ({0.1: 0.0, 0.2: 100.0, float("inf"): 100.0}, 0.95, 195.0),
+        ({0.1: 10.0, float("inf"): 100.0}, 0.95, 100.0),  # beyond the last finite bucket: its bound
+        ({0.1: 0.0, float("inf"): 0.0}, 0.95, None),
+        ({}, 0.95, None),
+    ],
+)
+def test_quantile_is_prometheus_histogram_quantile(
+    buckets: dict[float, float], q: float, expected_ms: float | None
+) -> None:
+    got = _quantile_ms(buckets, q)
+    assert got == (pytest.approx(expected_ms) if expected_ms is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("line", "text"),
+    [
+        ('data: {"choices": [{"text": " Paris"}]}', " Paris"),
+        ('data: {"choices": [{"delta": {"content": "Hi"}}]}', "Hi"),
+        ('data: {"choices": [{"delta": {"role": "assistant"}}]}', ""),
+        ("data: [DONE]", ""),
+        (": keep-alive", ""),
+        ("", ""),
+    ],
+)
+def test_stream_chunks(line: str, text: str) -> None:
+    assert _chunk_text(line) == text
