@@ -110,6 +110,15 @@ def serve(
 
 
 @app.command()
+def operator() -> None:
+    """Run the operator (settings from SLM_* environment variables; see slm_operator.settings)."""
+    from slm_operator.runner import run_operator
+    from slm_operator.settings import OperatorSettings
+
+    run_operator(OperatorSettings())
+
+
+@app.command()
 def crd() -> None:
     """Print the SLMDeployment CustomResourceDefinition."""
     sys.stdout.write(render_crd_yaml())

@@ -1,0 +1,114 @@
+"""kopf wiring only: each handler is a few lines that hand over to `Reconciler`.
+
+Handlers live in a registry built per operator (`build_registry`), so tests can run several
+operators one after another in one process. Everything a handler needs comes through kopf's `memo`
+(see `slm_operator.runner.build_memo`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from slm_operator import constants
+from slm_operator.api import models
+from slm_operator.kube import (
+    RAY_GROUP,
+    RAY_PLURAL,
+    RAY_VERSION,
+    ConflictError,
+    KubeError,
+    RejectedError,
+    TransientError,
+)
+from slm_operator.reconcile import NotOursError, Reconciler
+from slm_operator.settings import OperatorSettings
+
+SLMD = (models.GROUP, models.VERSION, models.PLURAL)
+ANNOTATION_PREFIX = "operator.slm.dev"
+
+
+def backoff(retry: int) -> float:
+    """Seconds before retry number `retry` (0, 1, …) of a failed reconcile: 0.5 s doubling to 30 s."""
+    return float(min(30.0, 0.5 * 2**retry))
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
+    # Progress and the last-handled spec go to annotations: the status schema is ours alone.
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
+    kopf_settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    kopf_settings.scanning.disabled = True  # namespaces are named exactly; CRDs are installed beforehand
+    kopf_settings.networking.request_timeout = settings.request_timeout_seconds
+    kopf_settings.networking.error_backoffs = [0.5, 1, 2, 4, 8, 15]
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.watching.reconnect_backoff = 0.5
+    kopf_settings.execution.max_workers = 16
+    kopf_settings.posting.level = logging.INFO
+
+
+def _reconcile(memo: Any, body: kopf.Body, retry: int) -> None:
+    reconciler: Reconciler = memo.reconciler
+    with memo.metrics.duration.time():
+        try:
+            phase = reconciler.reconcile(dict(body))
+        except (TransientError, ConflictError) as e:
+            memo.metrics.errors.labels(type(e).__name__).inc()
+            memo.metrics.reconciles.labels("retry").inc()
+            raise kopf.TemporaryError(str(e), delay=backoff(retry)) from e
+        except (NotOursError, RejectedError, KubeError) as e:
+            memo.metrics.errors.labels(type(e).__name__).inc()
+            memo.metrics.reconciles.labels("failed").inc()
+            raise kopf.PermanentError(str(e)) from e
+    memo.metrics.reconciles.labels(phase.value).inc()
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+        configure_kopf(settings, memo.settings)
+
+    @kopf.on.login(registry=registry)
+    def login(memo: Any, **kwargs: Any) -> kopf.ConnectionInfo | None:
+        server = memo.settings.kube_server
+        if server:
+            return kopf.ConnectionInfo(server=server, insecure=True, default_namespace="default")
+        return kopf.login_via_client(memo=memo, **kwargs)
+
+    @kopf.on.resume(*SLMD, registry=registry)
+    @kopf.on.create(*SLMD, registry=registry)
+    @kopf.on.update(*SLMD, registry=registry)
+    def reconcile(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
+        _reconcile(memo, body, retry)
+
+    @kopf.on.delete(*SLMD, registry=registry, optional=True)
+    def deleted(namespace: str | None, name: str, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any],
+                **_: Any) -> None:
+        """No finalizer: the RayService goes with its owner by garbage collection."""
+        memo.metrics.set_phase(namespace or "", name, None)
+        logger.info("SLMDeployment deleted; its RayService is garbage-collected")
+
+    @kopf.on.event(RAY_GROUP, RAY_VERSION, RAY_PLURAL, registry=registry,
+                   labels={constants.LABEL_MANAGED_BY: constants.MANAGED_BY_VALUE})
+    def rayservice_changed(type: str, body: kopf.Body, memo: Any,
+                           logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+        owner = _owner_name(body)
+        if owner is None or type == "DELETED":
+            return
+        try:
+            memo.reconciler.refresh_status(body["metadata"]["namespace"], owner, dict(body))
+        except KubeError as e:  # the owner's next reconcile or the next RayService event catches up
+            logger.info("could not refresh the status of %s: %s", owner, e)
+
+    return registry
+
+
+def _owner_name(body: kopf.Body) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == models.KIND and ref.get("apiVersion") == models.API_VERSION:
+            return str(ref["name"])
+    return None

@@ -1,0 +1,114 @@
+"""The one module that talks to the Kubernetes API: typed calls, and API errors translated into
+`NotFoundError`, `ConflictError`, `RejectedError` and `TransientError` (5xx, 429, timeouts, refused connections)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+import urllib3
+
+from slm_operator.api import models
+from slm_operator.settings import OperatorSettings
+
+RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayservices"
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 when no answer came)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotFoundError(KubeError):
+    pass
+
+
+class ConflictError(KubeError):
+    """409: stale resourceVersion, or the object already exists."""
+
+
+class RejectedError(KubeError):
+    """422/400: the API server rejected the object (a builder bug, never retried blindly)."""
+
+
+class TransientError(KubeError):
+    """5xx, 429, timeouts, refused or dropped connections: retry with backoff."""
+
+
+def translate(call: Callable[[], object]) -> dict[str, Any]:
+    """Run one API call; its JSON answer (an object or a Status) as a dict, errors translated."""
+    try:
+        answer = call()
+        return answer if isinstance(answer, dict) else {}
+    except kubernetes.client.ApiException as e:
+        status = int(e.status or 0)
+        message = f"{status} {e.reason}: {(e.body or '')[:500]}"
+        if status == 404:
+            raise NotFoundError(message, status) from e
+        if status == 409:
+            raise ConflictError(message, status) from e
+        if status in (400, 422):
+            raise RejectedError(message, status) from e
+        if status in (0, 429) or status >= 500:
+            raise TransientError(message, status) from e
+        raise KubeError(message, status) from e
+    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as e:
+        raise TransientError(f"no answer from the API server: {e}") from e
+
+
+def build_api_client(settings: OperatorSettings) -> kubernetes.client.ApiClient:
+    """In-cluster config, else kubeconfig; `SLM_KUBE_SERVER` overrides both (tests)."""
+    if settings.kube_server:
+        config = kubernetes.client.Configuration(host=settings.kube_server)
+    else:
+        config = kubernetes.client.Configuration()
+        try:
+            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+        except kubernetes.config.ConfigException:
+            kubernetes.config.load_kube_config(client_configuration=config)  # type: ignore[no-untyped-call]
+    config.retries = 0  # retries are ours (kopf's backoff), not urllib3's silent ones
+    config.connection_pool_maxsize = 32
+    return kubernetes.client.ApiClient(config)
+
+
+class KubeApi:
+    """SLMDeployments and their RayServices, nothing else."""
+
+    def __init__(self, client: kubernetes.client.ApiClient, settings: OperatorSettings) -> None:
+        self._objects = kubernetes.client.CustomObjectsApi(client)
+        self._timeout = settings.request_timeout_seconds
+        self._manager = settings.field_manager
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        return translate(lambda: self._objects.get_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, models.PLURAL, name, _request_timeout=self._timeout))
+
+    def patch_deployment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge-patch `status` through the status subresource: the spec is never written."""
+        translate(lambda: self._objects.patch_namespaced_custom_object_status(
+            models.GROUP, models.VERSION, namespace, models.PLURAL, name, {"status": status},
+            field_manager=self._manager, _request_timeout=self._timeout))
+
+    def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return translate(lambda: self._objects.get_namespaced_custom_object(
+                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, _request_timeout=self._timeout))
+        except NotFoundError:
+            return None
+
+    def create_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
+        namespace = body["metadata"]["namespace"]
+        return translate(lambda: self._objects.create_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, body,
+            field_manager=self._manager, _request_timeout=self._timeout))
+
+    def replace_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT with `metadata.resourceVersion`: fails with ConflictError if someone wrote in between."""
+        meta = body["metadata"]
+        return translate(lambda: self._objects.replace_namespaced_custom_object(
+            RAY_GROUP, RAY_VERSION, meta["namespace"], RAY_PLURAL, meta["name"], body,
+            field_manager=self._manager, _request_timeout=self._timeout))

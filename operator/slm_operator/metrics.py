@@ -1,0 +1,41 @@
+"""Prometheus metrics of the operator, in a registry of their own (one per running operator)."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from slm_operator.api.models import Phase
+
+
+class OperatorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.reconciles = Counter(
+            "slm_reconciles", "Reconciles of SLMDeployments, by result.", ["result"], registry=self.registry
+        )
+        self.errors = Counter(
+            "slm_reconcile_errors", "Failed reconciles, by error kind.", ["kind"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "slm_reconcile_duration_seconds", "Time one reconcile takes.", registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.phase = Gauge(
+            "slm_deployment_phase", "1 for the current phase (rollout state) of each SLMDeployment.",
+            ["namespace", "name", "phase"], registry=self.registry,
+        )
+
+    def set_phase(self, namespace: str, name: str, phase: Phase | None) -> None:
+        """Exactly one phase series per deployment; none once it is gone (phase None)."""
+        for other in Phase:
+            if other != phase:
+                with contextlib.suppress(KeyError):
+                    self.phase.remove(namespace, name, other.value)
+        if phase is not None:
+            self.phase.labels(namespace, name, phase.value).set(1)
+
+    def serve(self, port: int) -> None:
+        """Expose `/metrics` on `port` (a daemon thread)."""
+        start_http_server(port, registry=self.registry)

@@ -1,0 +1,44 @@
+"""Operator settings: environment variables with the `SLM_` prefix, read once at start and passed down."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    """What the Helm chart sets (`SLM_NAMESPACES`, `SLM_PEERING_NAME`, …); defaults suit a cluster."""
+
+    model_config = SettingsConfigDict(env_prefix="SLM_", extra="ignore")
+
+    namespaces: str = Field(
+        default="", description="Comma-separated namespaces to watch; empty watches the whole cluster."
+    )
+    peering_name: str = Field(
+        default="slm-operator",
+        description="kopf peering object that keeps one active replica (HA); empty runs standalone.",
+    )
+    peering_priority: int = Field(
+        default=0, ge=0, le=32767, description="kopf peering priority; 0 picks a random one per process."
+    )
+    metrics_port: int = Field(default=8080, ge=0, le=65535, description="Prometheus `/metrics` port; 0 disables.")
+    health_port: int = Field(default=8081, ge=0, le=65535, description="Liveness `/healthz` port; 0 disables.")
+    log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")
+    kube_server: str | None = Field(
+        default=None, description="API server URL override (tests); unset uses in-cluster or kubeconfig."
+    )
+    field_manager: str = Field(default="slm-operator", description="Field manager name of the operator's writes.")
+    request_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one API request.")
+    conflict_retries: int = Field(
+        default=3, ge=0, description="Immediate re-read-and-retry rounds on a 409 before backing off."
+    )
+
+    @property
+    def namespace_list(self) -> list[str]:
+        return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespace_list

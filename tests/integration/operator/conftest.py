@@ -1,0 +1,40 @@
+"""Fixtures: an API server emulator with this project's CRD and KubeRay's RayService CRD, and the
+real kopf operator running in-process against it. The emulator stands in for the cluster, which
+cannot run here (no Docker, no kube-apiserver)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import kopf
+import kubernetes
+import pytest
+
+from slm_operator.runner import operator_in_thread
+from slm_operator.settings import OperatorSettings
+from tests.harness.cluster import client_for, load_crds
+from tests.harness.emulator import EmulatorThread
+
+
+@pytest.fixture
+def api() -> Iterator[EmulatorThread]:
+    with EmulatorThread() as emulator:
+        load_crds(emulator)
+        yield emulator
+
+
+@pytest.fixture
+def k8s(api: EmulatorThread) -> kubernetes.client.CustomObjectsApi:
+    return client_for(api)
+
+
+@pytest.fixture
+def settings(api: EmulatorThread) -> OperatorSettings:
+    return OperatorSettings(kube_server=api.url, namespaces="default", peering_name="", metrics_port=0,
+                            health_port=0, log_format="text")
+
+
+@pytest.fixture
+def operator(settings: OperatorSettings) -> Iterator[kopf.Memo]:
+    with operator_in_thread(settings) as memo:
+        yield memo

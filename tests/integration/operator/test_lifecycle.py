@@ -1,0 +1,115 @@
+"""The real operator (kopf, in-process) against the API emulator, driven with the `kubernetes` client."""
+
+from __future__ import annotations
+
+import kubernetes
+import pytest
+
+from tests.harness.cluster import RAYS, SLMD, condition, rays, slmd, tiny, wait_for
+from tests.harness.emulator import EmulatorThread
+
+
+def _apps(apps: dict[str, object]) -> dict[str, object]:
+    return {"status": {"activeServiceStatus": {"applicationStatuses": apps}}}
+
+
+def test_create_builds_owned_rayservice_and_status(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
+                                                    operator: object) -> None:
+    created = k8s.create_namespaced_custom_object(*SLMD, tiny())
+    rs = wait_for(lambda: rays(k8s), what="RayService")
+    owner = rs["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("SLMDeployment", created["metadata"]["uid"], True)
+    obj = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
+    assert obj["status"]["phase"] == "Deploying"
+    assert obj["status"]["observedGeneration"] == 1
+    assert obj["status"]["endpoint"] == "http://tiny-serve-svc.default.svc:8000/v1"
+    assert condition(obj, "Ready")["reason"] == "RayServicePending"
+    assert obj["spec"] == created["spec"]  # nothing written to spec
+
+
+def test_rayservice_status_drives_phase_and_replicas(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
+                                                     operator: object) -> None:
+    """KubeRay is not running here: the test writes the RayService status KubeRay would write."""
+    k8s.create_namespaced_custom_object(*SLMD, tiny())
+    obj = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
+    revision = obj["status"]["stableRevision"]
+    apps = {"router": {"status": "RUNNING"}, f"rev-{revision}": {"status": "RUNNING"}}
+    k8s.patch_namespaced_custom_object_status(*RAYS, "tiny", _apps(apps))
+    ready = wait_for(lambda: (o := slmd(k8s))["status"]["phase"] == "Ready" and o)
+    assert condition(ready, "Ready")["status"] == "True"
+    assert ready["status"]["readyReplicas"] == 1
+    assert ready["status"]["revisions"][0]["readyReplicas"] == 1
+    apps[f"rev-{revision}"] = {"status": "DEPLOY_FAILED", "message": "engine crashed"}
+    k8s.patch_namespaced_custom_object_status(*RAYS, "tiny", _apps(apps))
+    bad = wait_for(lambda: (o := slmd(k8s))["status"]["phase"] == "Degraded" and o)
+    assert "engine crashed" in condition(bad, "Degraded")["message"]
+    reasons = wait_for(lambda: {e["reason"] for e in api.objects("events")} >= {"RayServiceCreated", "Serving"} and
+                       {e["reason"] for e in api.objects("events")})
+    warned = wait_for(lambda: {e["reason"] for e in api.objects("events")} & {"ApplicationUnhealthy"})
+    assert warned == {"ApplicationUnhealthy"}
+    assert reasons
+
+
+def test_autoscaling_change_updates_in_place(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
+                                             operator: object) -> None:
+    k8s.create_namespaced_custom_object(*SLMD, tiny())
+    first = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
+    rs = rays(k8s)
+    k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"autoscaling": {"maxReplicas": 3}}})
+    after = wait_for(lambda: (r := rays(k8s))["metadata"]["resourceVersion"]
+                     != rs["metadata"]["resourceVersion"] and r)
+    assert after["metadata"]["uid"] == rs["metadata"]["uid"]  # same object, updated in place
+    assert "max_replicas: 3" in after["spec"]["serveConfigV2"]
+    obj = wait_for(lambda: (o := slmd(k8s))["status"]["observedGeneration"] == 2 and o)
+    assert obj["status"]["stableRevision"] == first["status"]["stableRevision"]  # no new revision
+    assert api.count("create", "rayservices") == 1
+
+
+def test_model_change_serves_a_new_revision(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
+                                            operator: object) -> None:
+    k8s.create_namespaced_custom_object(*SLMD, tiny())
+    first = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
+    old = first["status"]["stableRevision"]
+    k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"source": "tiny://bad"}}})
+    obj = wait_for(lambda: (o := slmd(k8s))["status"]["stableRevision"] != old and o)
+    new = obj["status"]["stableRevision"]
+    rs = wait_for(lambda: (r := rays(k8s))["metadata"]["annotations"]["slm.dev/revisions"] == new and r)
+    assert f"rev-{new}" in rs["spec"]["serveConfigV2"] and f"rev-{old}" not in rs["spec"]["serveConfigV2"]
+
+
+def test_delete_garbage_collects_rayservice(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
+                                            operator: object) -> None:
+    k8s.create_namespaced_custom_object(*SLMD, tiny())
+    wait_for(lambda: rays(k8s))
+    k8s.delete_namespaced_custom_object(*SLMD, "tiny")
+    wait_for(lambda: not k8s.list_namespaced_custom_object(*RAYS)["items"], what="RayService gone")
+    assert not k8s.list_namespaced_custom_object(*SLMD)["items"]
+
+
+def test_invalid_spec_sets_condition_and_builds_nothing(api: EmulatorThread,
+                                                        k8s: kubernetes.client.CustomObjectsApi,
+                                                        operator: object) -> None:
+    """The API server would refuse this object (422); objects stored before a CRD tightened its rules
+    are such objects, so the emulator's store receives it directly."""
+    bad = tiny()
+    bad["spec"]["autoscaling"] = {"minReplicas": 3, "maxReplicas": 1}
+    with pytest.raises(kubernetes.client.ApiException) as refused:
+        k8s.create_namespaced_custom_object(*SLMD, bad)
+    assert refused.value.status == 422 and "spec.autoscaling.minReplicas" in refused.value.body
+
+    def store_unchecked(handler: object) -> None:
+        resource = handler.store.resources["slm.dev/v1alpha1/slmdeployments"]  # type: ignore[attr-defined]
+        saved = list(resource.validators)
+        resource.validators.clear()
+        try:
+            handler.store.create(resource, "default", bad)  # type: ignore[attr-defined]
+        finally:
+            resource.validators[:] = saved
+
+    api.call(store_unchecked)
+    obj = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
+    ready = condition(obj, "Ready")
+    assert obj["status"]["phase"] == "Failed"
+    assert ready["reason"] == "InvalidSpec" and "spec.autoscaling.minReplicas" in ready["message"]
+    assert not k8s.list_namespaced_custom_object(*RAYS)["items"]
+    assert "InvalidSpec" in wait_for(lambda: {e["reason"] for e in api.objects("events")})
