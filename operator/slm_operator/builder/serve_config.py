@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec
+from slm_operator.builder.revisions import ReplicaBounds, revision_bounds
+from slm_operator.constants import SERVE_PORT
 from slm_serving.config import (
     ENGINE_DEPLOYMENT_NAME,
     MODEL_IMPORT_PATH,
@@ -27,10 +30,6 @@ from slm_serving.config import (
     ServeDeploymentConfig,
     revision_app_name,
 )
-
-from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec
-from slm_operator.builder.revisions import ReplicaBounds, revision_bounds
-from slm_operator.constants import SERVE_PORT
 
 
 def build_engine_config(template: RevisionTemplate) -> EngineConfig:

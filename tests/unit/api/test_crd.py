@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
-from slm_operator.api import crd, models
 
+from slm_operator.api import crd, models
 from tests.conftest import REPO_ROOT
 
 CRD_PATH = REPO_ROOT / "crds" / crd.CRD_FILE_NAME

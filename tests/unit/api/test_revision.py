@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
+
 from slm_operator.api.revision import compute_revision
 from slm_operator.api.validation import parse_deployment
-
 from tests.conftest import EXAMPLES
 
 

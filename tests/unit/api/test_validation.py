@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-from slm_operator.api.validation import InvalidSpecError, parse_deployment, validate_object
-from slm_operator.cli import app
 from typer.testing import CliRunner
 
+from slm_operator.api.validation import InvalidSpecError, parse_deployment, validate_object
+from slm_operator.cli import app
 from tests.conftest import EXAMPLES, REPO_ROOT
 
 INVALID = sorted((REPO_ROOT / "tests" / "fixtures" / "invalid").glob("*.yaml"))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from slm_operator.api.models import AutoscalingSpec, RevisionStatus, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.api.validation import SchemaValidator, parse_deployment
@@ -22,7 +23,6 @@ from slm_serving.config import (
     RouterUserConfig,
     revision_app_name,
 )
-
 from tests.conftest import EXAMPLES, REPO_ROOT
 
 KUBERAY_CRD = REPO_ROOT / "tests" / "fixtures" / "kuberay" / "ray.io_rayservices.yaml"
