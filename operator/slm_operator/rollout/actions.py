@@ -1,0 +1,59 @@
+"""What `decide` asks its shell to do: typed, frozen, carried out in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ApplyRevisions:
+    """Make the RayService serve exactly these revisions at these weights (stable first).
+
+    Emitted when they change; the shell should also converge to `status.revisions` on every pass
+    (level-triggered), so a crash between persisting the status and applying loses nothing.
+    """
+
+    weights: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class RunValidation:
+    """Send the golden prompts to `revision` (pinned through the router) and, when given, to
+    `baseline`; hand the outcome back as `Observation.validation` on a later pass."""
+
+    revision: str
+    baseline: str | None
+
+
+@dataclass(frozen=True)
+class ObserveMetrics:
+    """Collect live per-revision metrics since `since` (RFC 3339) for `Observation.live`."""
+
+    canary: str
+    stable: str
+    since: str
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RecordQuality:
+    """Publish the result of a quality check of a serving revision (a metric; traffic is not moved)."""
+
+    revision: str
+    passed: bool
+    pass_rate: float
+
+
+@dataclass(frozen=True)
+class ClearCommand:
+    """Remove the `slm.dev/rollout-command` annotation: it was acted upon or ignored."""
+
+
+Action = ApplyRevisions | RunValidation | ObserveMetrics | EmitEvent | RecordQuality | ClearCommand

@@ -1,0 +1,329 @@
+"""The rollout state machine: (spec, generation, status, observations, now) → (next status, actions).
+
+Everything it remembers lives in `SLMDeploymentStatus`, so calling it again after a restart, with the
+persisted status and fresh observations, continues where it stopped; calling it twice on the same
+input gives the same output. Revisions it serves are `status.revisions`: the stable one, at most one
+canary, and revisions being drained (neither stable nor canary: weight 0, removed once the router
+runs without them, since calls to a deleted Serve application fail).
+
+A rollout: the canary is added at weight 0 → once running, the golden prompts are sent to it and to
+the stable (RunValidation) → the gate (`gate.evaluate_validation`) passes → the spec's traffic steps,
+each held `pauseSeconds` and judged on live metrics (`gate.compare_live`) → promote. A failure rolls
+back (or, with autoRollback false, holds traffic at the stable and waits for a command). A rolled-back
+revision is not retried until the spec's generation changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from slm_operator.api.models import ConditionType, Phase, RolloutStatus, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics, RecordQuality, RunValidation
+from slm_operator.rollout.commands import RolloutCommand
+from slm_operator.rollout.conditions import is_true, parse_time
+from slm_operator.rollout.gate import compare_live, evaluate_validation
+from slm_operator.rollout.working import Decision, Observation, Reason, RolloutSettings, Working
+
+__all__ = ["Decision", "Observation", "Reason", "RolloutSettings", "decide"]
+
+
+def decide(
+    spec: SLMDeploymentSpec,
+    status: SLMDeploymentStatus | None,
+    observed: Observation,
+    *,
+    generation: int,
+    now: datetime,
+    settings: RolloutSettings | None = None,
+) -> Decision:
+    """The next status and the actions that get there. Pure and deterministic.
+
+    `generation` is `metadata.generation` of the SLMDeployment; `now` is timezone-aware.
+    """
+    run = _Decider(spec, status or SLMDeploymentStatus(), observed, generation, now, settings or RolloutSettings())
+    run.decide()
+    return run.result()
+
+
+class _Decider(Working):
+    """The transitions: which one applies, and what each changes."""
+
+    # ------------------------------------------------------------------ top level
+
+    def decide(self) -> None:
+        st = self.status
+        if st.stable_revision is None:
+            self._deploy_stable(self.desired)
+        elif st.canary_revision is not None:
+            if self.desired == st.canary_revision:
+                self._progress()
+            elif self.desired == st.stable_revision:
+                self._supersede_to_stable()
+            else:
+                self._supersede(self.desired)
+        elif self.desired != st.stable_revision:
+            if self.before.phase in (Phase.PENDING, Phase.DEPLOYING):
+                self._deploy_stable(self.desired)  # nothing served yet: nothing to protect
+            elif is_true(st.conditions, ConditionType.DEGRADED, Reason.ROLLED_BACK) and self._same_generation():
+                self.message = f"revision {self.desired} was rolled back; change the spec to retry"
+                self._quality_check()
+            else:
+                self._start(self.desired)
+        else:
+            self._steady()
+        if self.command is not None and not self.command_consumed:
+            self._ignore_command("no rollout in progress")
+
+    # ------------------------------------------------------------------ commands
+
+    def _ignore_command(self, why: str) -> None:
+        assert self.command is not None
+        self.actions += [
+            EmitEvent("Normal", Reason.COMMAND_IGNORED, f"rollout command {self.command.value} ignored: {why}"),
+            ClearCommand(),
+        ]
+
+    def _new_command(self, rollout: RolloutStatus) -> RolloutCommand | None:
+        """The command if not yet acted upon in this rollout (then recorded as acted upon)."""
+        if self.command is None:
+            return None
+        self.command_consumed = True
+        self.actions.append(ClearCommand())
+        if rollout.last_command == self.command.value:
+            return None
+        rollout.last_command = self.command.value
+        return self.command
+
+    # ------------------------------------------------------------------ no rollout
+
+    def _deploy_stable(self, revision: str) -> None:
+        """First deploy, or a replacement while nothing has been served yet: no canary."""
+        st = self.status
+        if st.stable_revision != revision:
+            for entry in st.revisions:
+                entry.weight = 0
+            st.revisions.insert(0, self._entry(revision, "stable", 100))
+            st.stable_revision = revision
+            self._event("Normal", Reason.DEPLOYING, f"deploying revision {revision}")
+        self.message = f"deploying revision {revision}"
+
+    def _steady(self) -> None:
+        st = self.status
+        if is_true(st.conditions, ConditionType.DEGRADED, Reason.ROLLED_BACK):
+            self._condition(ConditionType.DEGRADED, "False", Reason.STABLE_REQUESTED, "spec names the stable revision")
+        self._quality_check()
+
+    def _quality_check(self) -> None:
+        st = self.status
+        assert st.stable_revision is not None
+        interval = self.spec.rollout.validation.quality_check_interval_seconds
+        if interval == 0 or st.stable_revision not in self.observed.running:
+            return
+        run = self.observed.validation
+        if run is not None and run.revision == st.stable_revision:
+            result = evaluate_validation(self.spec.rollout.validation, run, self.now)
+            st.last_validation = result
+            self.actions.append(RecordQuality(run.revision, result.passed, result.pass_rate))
+            if not result.passed:
+                self.message = f"quality check of revision {run.revision} failed: {result.reason}"
+                if not is_true(st.conditions, ConditionType.DEGRADED, Reason.QUALITY_FAILED):
+                    self._event("Warning", Reason.QUALITY_FAILED, result.reason)
+                self._condition(ConditionType.DEGRADED, "True", Reason.QUALITY_FAILED, result.reason)
+            elif is_true(st.conditions, ConditionType.DEGRADED, Reason.QUALITY_FAILED):
+                self._condition(ConditionType.DEGRADED, "False", Reason.QUALITY_PASSED, "golden prompts pass again")
+            return
+        last = st.last_validation
+        due = (
+            last is None
+            or last.revision != st.stable_revision
+            or self.now_dt - parse_time(last.time) >= timedelta(seconds=interval)
+        )
+        if due:
+            self.actions.append(RunValidation(st.stable_revision, None))
+
+    # ------------------------------------------------------------------ rollout
+
+    def _start(self, revision: str) -> None:
+        st = self.status
+        st.revisions.append(self._entry(revision, "canary", 0))
+        st.canary_revision = revision
+        # A command already on the object belongs to an earlier rollout: recorded, not acted upon.
+        st.rollout = RolloutStatus(step=-1, started_at=self.now, last_command=self.command and self.command.value)
+        if self.command is not None:
+            self.command_consumed = True
+            self.actions.append(ClearCommand())
+        message = f"rolling out revision {revision} beside {st.stable_revision}"
+        self._condition(ConditionType.PROGRESSING, "True", Reason.ROLLOUT_STARTED, message)
+        self._condition(ConditionType.CANARY_VALIDATED, "Unknown", Reason.VALIDATING, "not validated yet")
+        self._event("Normal", Reason.ROLLOUT_STARTED, message)
+        self.message = message
+
+    def _supersede(self, revision: str) -> None:
+        old = self.status.canary_revision
+        self._drain_canary()
+        self._event("Normal", Reason.SUPERSEDED, f"canary {old} superseded by revision {revision}")
+        self._start(revision)
+
+    def _supersede_to_stable(self) -> None:
+        old = self.status.canary_revision
+        self._drain_canary()
+        message = f"canary {old} withdrawn: the spec names the stable revision again"
+        self._condition(ConditionType.PROGRESSING, "False", Reason.SUPERSEDED, message)
+        self._event("Normal", Reason.SUPERSEDED, message)
+        self.message = message
+
+    def _progress(self) -> None:
+        st = self.status
+        rollout = st.rollout if st.rollout is not None else RolloutStatus(started_at=self.now)
+        st.rollout = rollout
+        held = rollout.paused and is_true(st.conditions, ConditionType.DEGRADED, Reason.CANARY_FAILED)
+        command = self._new_command(rollout)
+        if command is RolloutCommand.PROMOTE:
+            self._promote("promoted by rollout-command")
+            return
+        if command is RolloutCommand.ABORT:
+            self._roll_back("aborted by rollout-command")
+            return
+        if command is RolloutCommand.PAUSE and not held and not rollout.paused:
+            rollout.paused = True
+            self._event("Normal", Reason.PAUSED, "rollout paused by rollout-command")
+        elif command is RolloutCommand.RESUME and held:
+            rollout.paused, rollout.step, rollout.started_at, rollout.step_started_at = (
+                False,
+                -1,
+                self.now,
+                None,
+            )
+            held = False
+            self._condition(ConditionType.DEGRADED, "False", Reason.RESUMED, "resumed: validating again")
+            self._condition(ConditionType.CANARY_VALIDATED, "Unknown", Reason.VALIDATING, "not validated yet")
+            self._event("Normal", Reason.RESUMED, "rollout resumed: validating the canary again")
+        elif command is RolloutCommand.RESUME and rollout.paused:
+            rollout.paused = False
+            if rollout.step >= 0:
+                rollout.step_started_at = self.now  # the step gets its whole observation window again
+            self._event("Normal", Reason.RESUMED, "rollout resumed by rollout-command")
+        if held:
+            self.message = "canary failed; traffic on the stable: resume, promote or abort"
+            return
+        assert st.canary_revision is not None and rollout.started_at is not None
+        if rollout.step < 0 and st.canary_revision not in self.observed.running:
+            limit = self.settings.canary_start_timeout_s
+            if self.now_dt - parse_time(rollout.started_at) >= timedelta(seconds=limit):
+                self._fail(f"canary {st.canary_revision} did not start within {limit} s")
+            else:
+                self.message = f"waiting for canary {st.canary_revision} to run"
+            return
+        # During traffic steps a canary that stops running shows in its live error rate.
+        if rollout.step < 0:
+            self._validate(rollout)
+        elif rollout.step >= len(self.spec.rollout.steps):
+            self._promote("all traffic steps passed")  # steps were shortened mid-rollout
+        else:
+            self._step(rollout)
+
+    def _validate(self, rollout: RolloutStatus) -> None:
+        st = self.status
+        canary, stable = st.canary_revision, st.stable_revision
+        assert canary is not None and stable is not None and rollout.started_at is not None
+        result = st.last_validation
+        if result is None or result.revision != canary or parse_time(result.time) < parse_time(rollout.started_at):
+            run = self.observed.validation
+            if run is None or run.revision != canary:
+                self.actions.append(RunValidation(canary, stable))
+                self.message = f"validating canary {canary} with golden prompts"
+                return
+            result = evaluate_validation(self.spec.rollout.validation, run, self.now)
+            st.last_validation = result
+            if result.passed:
+                self._condition(ConditionType.CANARY_VALIDATED, "True", Reason.VALIDATION_PASSED, result.reason)
+                self._event("Normal", Reason.VALIDATION_PASSED, f"canary {canary} passed validation")
+            else:
+                self._condition(ConditionType.CANARY_VALIDATED, "False", Reason.VALIDATION_FAILED, result.reason)
+        if not result.passed:
+            self._fail(f"validation failed: {result.reason}")
+        elif rollout.paused:
+            self.message = f"canary {canary} validated; rollout paused"
+        elif not self.spec.rollout.steps:
+            self._promote("validation passed; no traffic steps")
+        else:
+            self._enter_step(rollout, 0)
+
+    def _enter_step(self, rollout: RolloutStatus, index: int) -> None:
+        weight = self.spec.rollout.steps[index].weight
+        rollout.step, rollout.step_started_at = index, self.now
+        self._set_canary_weight(weight)
+        message = f"traffic step {index + 1}/{len(self.spec.rollout.steps)}: canary at {weight}%"
+        self._condition(ConditionType.PROGRESSING, "True", Reason.STEP_STARTED, message)
+        self._event("Normal", Reason.STEP_STARTED, message)
+        self.message = message
+
+    def _step(self, rollout: RolloutStatus) -> None:
+        st = self.status
+        canary, stable = st.canary_revision, st.stable_revision
+        assert canary is not None and stable is not None and rollout.step_started_at is not None
+        steps = self.spec.rollout.steps
+        step = steps[rollout.step]
+        live = self.observed.live
+        verdict = None
+        if live is not None and live.canary_revision == canary:
+            verdict = compare_live(self.spec.rollout.validation, live, self.settings.min_step_requests)
+            if verdict.breaches:
+                self._fail(f"traffic step {rollout.step + 1} ({step.weight}%): " + "; ".join(verdict.breaches))
+                return
+        label = f"traffic step {rollout.step + 1}/{len(steps)} ({step.weight}%)"
+        if rollout.paused:
+            self.message = f"{label}: paused"
+            return
+        remaining = parse_time(rollout.step_started_at) + timedelta(seconds=step.pause_seconds) - self.now_dt
+        if remaining <= timedelta(0) and verdict is not None and verdict.conclusive:
+            if rollout.step + 1 < len(steps):
+                self._enter_step(rollout, rollout.step + 1)
+            else:
+                self._promote("all traffic steps passed")
+            return
+        self.actions.append(ObserveMetrics(canary, stable, rollout.step_started_at))
+        if remaining > timedelta(0):
+            self.message = f"{label}: holding {int(remaining.total_seconds())} s more"
+        else:
+            self.message = f"{label}: waiting for {self.settings.min_step_requests} canary requests to judge"
+
+    def _fail(self, why: str) -> None:
+        if self.spec.rollout.auto_rollback:
+            self._roll_back(why)
+        else:
+            self._hold(why)
+
+    def _hold(self, why: str) -> None:
+        st = self.status
+        assert st.rollout is not None
+        self._set_canary_weight(0)
+        st.rollout.paused, st.rollout.step, st.rollout.step_started_at = True, -1, None
+        self._condition(ConditionType.DEGRADED, "True", Reason.CANARY_FAILED, why)
+        self._condition(ConditionType.PROGRESSING, "False", Reason.CANARY_FAILED, why)
+        self._event("Warning", Reason.CANARY_FAILED, f"canary {st.canary_revision} held at 0%: {why}")
+        self.message = f"canary {st.canary_revision} failed ({why}); traffic on the stable: resume, promote or abort"
+
+    def _roll_back(self, why: str) -> None:
+        canary = self.status.canary_revision
+        self._drain_canary()
+        message = f"rolled back revision {canary}: {why}"
+        self._condition(ConditionType.DEGRADED, "True", Reason.ROLLED_BACK, message)
+        self._condition(ConditionType.PROGRESSING, "False", Reason.ROLLED_BACK, message)
+        self._event("Warning", Reason.ROLLED_BACK, message)
+        self.message = message
+
+    def _promote(self, why: str) -> None:
+        st = self.status
+        canary, old = st.canary_revision, st.stable_revision
+        assert canary is not None
+        for entry in st.revisions:
+            entry.weight = 100 if entry.name == canary else 0
+            if entry.name == canary:
+                entry.role = "stable"
+        st.stable_revision, st.canary_revision, st.rollout = canary, None, None
+        message = f"revision {canary} promoted over {old}: {why}"
+        self._condition(ConditionType.PROGRESSING, "False", Reason.PROMOTED, message)
+        self._condition(ConditionType.DEGRADED, "False", Reason.PROMOTED, message)
+        self._event("Normal", Reason.PROMOTED, message)
+        self.message = message

@@ -1,0 +1,55 @@
+"""Does one answer meet a golden prompt's `Expectation`? Pure."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import jsonschema
+
+from slm_operator.api.models import Expectation
+
+
+@dataclass(frozen=True)
+class Check:
+    passed: bool
+    reason: str = ""
+    """Which expectation failed, in words; empty when passed."""
+
+
+def check_answer(answer: str, expect: Expectation) -> Check:
+    """Checks every expectation in order (contains, notContains, regex, jsonSchema); the first failure
+    is the reason. An expectation that cannot be evaluated (a bad regex or schema) fails, naming why."""
+    for needle in expect.contains:
+        if needle not in answer:
+            return Check(False, f"answer does not contain {needle!r}")
+    for needle in expect.not_contains:
+        if needle in answer:
+            return Check(False, f"answer contains {needle!r}")
+    if expect.regex is not None:
+        try:
+            matched = re.search(expect.regex, answer) is not None
+        except re.error as error:
+            return Check(False, f"invalid regex {expect.regex!r}: {error}")
+        if not matched:
+            return Check(False, f"answer does not match regex {expect.regex!r}")
+    if expect.json_schema is not None:
+        return _check_json(answer, expect.json_schema)
+    return Check(True)
+
+
+def _check_json(answer: str, schema: Mapping[str, object]) -> Check:
+    try:
+        document = json.loads(answer)
+    except json.JSONDecodeError as error:
+        return Check(False, f"answer is not valid JSON: {error.msg} at position {error.pos}")
+    try:
+        jsonschema.validate(document, schema)
+    except jsonschema.SchemaError as error:
+        return Check(False, f"invalid jsonSchema: {error.message}")
+    except jsonschema.ValidationError as error:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        return Check(False, f"answer does not match jsonSchema at {where}: {error.message}")
+    return Check(True)

@@ -1,0 +1,217 @@
+"""One pass of the rollout state machine: its inputs, its working copy of the status, and the
+bookkeeping every transition shares (weights, draining, conditions, events, phase). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from slm_operator.api.models import (
+    ConditionType,
+    Phase,
+    RevisionStatus,
+    SLMDeploymentSpec,
+    SLMDeploymentStatus,
+)
+from slm_operator.api.revision import compute_revision, revision_template
+from slm_operator.rollout.actions import Action, ApplyRevisions, ClearCommand, EmitEvent
+from slm_operator.rollout.commands import InvalidCommandError, RolloutCommand, parse_rollout_command
+from slm_operator.rollout.conditions import ConditionStatus, find_condition, format_time, is_true, set_condition
+from slm_operator.rollout.gate import LiveMetrics, ValidationRun
+
+
+class Reason(StrEnum):
+    """Condition and Event reasons."""
+
+    DEPLOYING = "Deploying"
+    SERVING = "StableServing"
+    NOT_RUNNING = "StableNotRunning"
+    ROLLOUT_STARTED = "RolloutStarted"
+    VALIDATING = "Validating"
+    VALIDATION_PASSED = "ValidationPassed"
+    VALIDATION_FAILED = "ValidationFailed"
+    STEP_STARTED = "TrafficStepStarted"
+    PAUSED = "Paused"
+    RESUMED = "Resumed"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    CANARY_FAILED = "CanaryFailed"
+    """A check failed with autoRollback false: traffic is back on the stable, the canary kept."""
+    SUPERSEDED = "Superseded"
+    STABLE_REQUESTED = "StableRequested"
+    QUALITY_FAILED = "QualityCheckFailed"
+    QUALITY_PASSED = "QualityCheckPassed"
+    COMMAND_IGNORED = "CommandIgnored"
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """Operator-wide knobs of the state machine (not per SLMDeployment)."""
+
+    min_step_requests: int = 20
+    """Canary requests a traffic step needs before its live metrics are judged; until then the step
+    waits (a person may `promote`). 0 judges whatever arrived."""
+    canary_start_timeout_s: int = 1800
+    """How long a new canary may take to run (weights download, engine start) before the rollout fails."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the shell saw this pass."""
+
+    running: frozenset[str] = frozenset()
+    """Revisions whose Serve application is RUNNING."""
+    ready_replicas: Mapping[str, int] = field(default_factory=dict)
+    """Ready replicas per revision."""
+    routes_settled: bool = False
+    """The router serves exactly the weights of the status passed in (drained revisions may go)."""
+    validation: ValidationRun | None = None
+    """Outcome of a RunValidation asked for earlier; hand each run over once."""
+    live: LiveMetrics | None = None
+    """Live metrics asked for by ObserveMetrics."""
+    command: str | None = None
+    """Value of the `slm.dev/rollout-command` annotation."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: SLMDeploymentStatus
+    actions: tuple[Action, ...]
+
+
+class Working:
+    """One call of `decide`: a working copy of the status and the actions gathered so far."""
+
+    def __init__(
+        self,
+        spec: SLMDeploymentSpec,
+        status: SLMDeploymentStatus,
+        observed: Observation,
+        generation: int,
+        now: datetime,
+        settings: RolloutSettings,
+    ) -> None:
+        self.spec = spec
+        self.generation = generation
+        self.before = status
+        self.status = status.model_copy(deep=True)
+        self.observed = observed
+        self.now_dt = now
+        self.now = format_time(now)
+        self.settings = settings
+        self.actions: list[Action] = []
+        self.desired = compute_revision(spec)
+        self.message = ""
+        self.command_consumed = False
+        self.command = self._parse_command()
+
+    def result(self) -> Decision:
+        self._remove_drained()
+        self._summarize()
+        before = _weights(self.before.revisions)
+        after = _weights(self.status.revisions)
+        actions = [ApplyRevisions(after)] if after != before else []
+        return Decision(status=self.status, actions=(*actions, *self.actions))
+
+    def _parse_command(self) -> RolloutCommand | None:
+        try:
+            return parse_rollout_command(self.observed.command)
+        except InvalidCommandError as error:
+            self.actions += [EmitEvent("Warning", Reason.COMMAND_IGNORED, str(error)), ClearCommand()]
+            return None
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _drain_canary(self) -> None:
+        """Traffic back to the stable; the canary stays listed (weight 0) until the router lets go."""
+        self._set_canary_weight(0)
+        self.status.canary_revision, self.status.rollout = None, None
+
+    def _set_canary_weight(self, weight: int) -> None:
+        st = self.status
+        for entry in st.revisions:
+            if entry.name == st.canary_revision:
+                entry.weight = weight
+            elif entry.name == st.stable_revision:
+                entry.weight = 100 - weight
+
+    def _remove_drained(self) -> None:
+        """Drop drained revisions that had weight 0 in the status the router has settled on."""
+        if not self.observed.routes_settled:
+            return
+        st = self.status
+        live = {st.stable_revision, st.canary_revision}
+        zero_before = {r.name for r in self.before.revisions if r.weight == 0}
+        st.revisions = [r for r in st.revisions if r.name in live or r.name not in zero_before]
+
+    def _summarize(self) -> None:
+        st = self.status
+        order = {st.stable_revision: 0, st.canary_revision: 1}
+        st.revisions.sort(key=lambda r: order.get(r.name, 2))
+        for entry in st.revisions:
+            entry.ready_replicas = self.observed.ready_replicas.get(entry.name, 0)
+        st.ready_replicas = sum(r.ready_replicas for r in st.revisions)
+        st.canary_weight = next((r.weight for r in st.revisions if r.name == st.canary_revision), 0)
+        st.observed_generation = self.generation
+        stable_running = st.stable_revision is not None and st.stable_revision in self.observed.running
+        was_serving = self.before.phase not in (Phase.PENDING, Phase.DEPLOYING)
+        if stable_running:
+            self._condition(ConditionType.READY, "True", Reason.SERVING, f"revision {st.stable_revision} serves")
+        elif was_serving and st.stable_revision is not None:
+            self._condition(
+                ConditionType.READY,
+                "False",
+                Reason.NOT_RUNNING,
+                f"revision {st.stable_revision} is not running",
+            )
+        else:
+            self._condition(ConditionType.READY, "False", Reason.DEPLOYING, f"deploying revision {st.stable_revision}")
+        st.phase = self._phase(stable_running, was_serving)
+        st.message = self.message or self._standing_message()
+
+    def _phase(self, stable_running: bool, was_serving: bool) -> Phase:
+        st = self.status
+        if st.rollout is not None and st.canary_revision is not None:
+            if st.rollout.paused and is_true(st.conditions, ConditionType.DEGRADED, Reason.CANARY_FAILED):
+                return Phase.DEGRADED
+            if st.rollout.paused:
+                return Phase.PAUSED
+            return Phase.VALIDATING if st.rollout.step < 0 else Phase.PROGRESSING
+        if not stable_running:
+            return Phase.DEGRADED if was_serving else Phase.DEPLOYING
+        return Phase.DEGRADED if is_true(st.conditions, ConditionType.DEGRADED) else Phase.READY
+
+    def _standing_message(self) -> str:
+        """Nothing happened this pass: say why the phase is what it is."""
+        conditions = self.status.conditions
+        kind = ConditionType.DEGRADED if is_true(conditions, ConditionType.DEGRADED) else ConditionType.READY
+        found = find_condition(conditions, kind)
+        return found.message if found is not None else ""
+
+    def _same_generation(self) -> bool:
+        degraded = find_condition(self.status.conditions, ConditionType.DEGRADED)
+        return degraded is not None and degraded.observed_generation == self.generation
+
+    def _entry(self, name: str, role: Literal["stable", "canary"], weight: int) -> RevisionStatus:
+        return RevisionStatus(name=name, role=role, weight=weight, template=revision_template(self.spec))
+
+    def _condition(self, kind: ConditionType, status: ConditionStatus, reason: Reason, message: str) -> None:
+        self.status.conditions = set_condition(
+            self.status.conditions,
+            kind,
+            status,
+            reason.value,
+            message,
+            now=self.now,
+            generation=self.generation,
+        )
+
+    def _event(self, kind: Literal["Normal", "Warning"], reason: Reason, message: str) -> None:
+        self.actions.append(EmitEvent(kind, reason.value, message))
+
+
+def _weights(revisions: list[RevisionStatus]) -> tuple[tuple[str, int], ...]:
+    return tuple((r.name, r.weight) for r in revisions)
