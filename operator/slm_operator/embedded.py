@@ -8,7 +8,6 @@ builder, the same state machine and the same probes as the operator.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from rich.console import Console
 from slm_operator.api.models import SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.api.validation import InvalidSpecError, parse_deployment
 from slm_operator.builder.serve_config import build_serve_config
-from slm_operator.probes import RevisionCounters, run_validation, scrape_router_counters
+from slm_operator.observer import RolloutObserver
 from slm_operator.rollout.actions import (
     Action,
     ApplyRevisions,
@@ -37,7 +36,6 @@ from slm_operator.rollout.actions import (
     RunValidation,
 )
 from slm_operator.rollout.decide import Observation, RolloutSettings, decide
-from slm_operator.rollout.gate import LiveMetrics, ValidationRun
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, ROUTER_APP_NAME, revision_app_name
 from slm_serving.local import LocalServe, LocalServeError
 
@@ -73,9 +71,7 @@ class EmbeddedRollout:
     """Most engine replicas running at once, all revisions together (rollout cost)."""
     _applied: tuple[tuple[str, int], ...] | None = None
     _last_error: str | None = None
-    _validation: ValidationRun | None = None
-    _live: LiveMetrics | None = None
-    _baselines: dict[tuple[str, str], dict[str, RevisionCounters]] = field(default_factory=dict)
+    observer: RolloutObserver = field(default_factory=RolloutObserver)
 
     def reload(self) -> bool:
         """Re-read the file; a changed spec is a new generation. Invalid edits are reported and ignored."""
@@ -134,8 +130,7 @@ class EmbeddedRollout:
         self.peak_replicas = max(self.peak_replicas, sum(replicas.values()))
         router = (details.get("applications") or {}).get(ROUTER_APP_NAME) or {}
         routes_settled = self._applied == _weights(self.status) and router.get("status") == "RUNNING"
-        validation, self._validation = self._validation, None
-        live, self._live = self._live, None
+        validation, live = self.observer.take()
         return Observation(
             running=running,
             ready_replicas=replicas,
@@ -151,7 +146,7 @@ class EmbeddedRollout:
         assert self.spec is not None and self.status is not None
         wanted = _weights(self.status)
         if wanted != self._applied and self.status.revisions:
-            self.local.apply(build_serve_config(self.spec, self.status.revisions), wait=False)
+            self.local.apply(build_serve_config(self.spec, self.status), wait=False)
             self._applied = wanted
 
     def _carry_out(self, action: Action) -> None:
@@ -159,17 +154,9 @@ class EmbeddedRollout:
         if isinstance(action, ApplyRevisions):
             return  # done by _converge, which also covers restarts and missed passes
         if isinstance(action, RunValidation):
-            self._validation = asyncio.run(
-                run_validation(
-                    self.local.url,
-                    self.spec.rollout.validation.prompts,
-                    self.spec.model.served_model_name,
-                    action.revision,
-                    action.baseline,
-                )
-            )
+            self.observer.run_validation(self.local.url, self.spec, action)
         elif isinstance(action, ObserveMetrics):
-            self._live = self._observe_live(action)
+            self.observer.observe_live([self.local.metrics_url], action)
         elif isinstance(action, EmitEvent):
             self._emit(action.type, action.reason, action.message)
         elif isinstance(action, RecordQuality):
@@ -181,22 +168,6 @@ class EmbeddedRollout:
             )
         elif isinstance(action, ClearCommand):
             return  # no command annotation locally
-
-    def _observe_live(self, action: ObserveMetrics) -> LiveMetrics | None:
-        """Router traffic of canary and stable since the step began (first call: takes the baseline)."""
-        now = asyncio.run(scrape_router_counters([self.local.metrics_url]))
-        key = (action.canary, action.since)
-        baseline = self._baselines.setdefault(key, now)
-        empty = RevisionCounters()
-
-        def since_baseline(revision: str) -> RevisionCounters:
-            return baseline.get(revision, empty)
-
-        return LiveMetrics(
-            canary_revision=action.canary,
-            canary=now.get(action.canary, empty).minus(since_baseline(action.canary)),
-            stable=now.get(action.stable, empty).minus(since_baseline(action.stable)),
-        )
 
     def _emit(self, kind: str, reason: str, message: str) -> None:
         event = LocalEvent(datetime.now(UTC), kind, reason, message)

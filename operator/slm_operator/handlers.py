@@ -65,7 +65,15 @@ def _reconcile(memo: Any, body: kopf.Body, retry: int) -> None:
     memo.metrics.reconciles.labels(phase.value).inc()
 
 
-def build_registry() -> kopf.OperatorRegistry:
+def needs_timer(status: Any, spec: Any, **_: Any) -> bool:
+    """Only SLMDeployments with something time-driven get a timer: a rollout in progress, a deployment
+    not yet settled, or continuous quality checks."""
+    status = status or {}
+    quality = ((spec or {}).get("rollout") or {}).get("validation", {}).get("qualityCheckIntervalSeconds", 0)
+    return bool(status.get("canaryRevision") or status.get("phase") not in ("Ready", "Failed") or quality)
+
+
+def build_registry(rollout_interval_seconds: float = 5.0) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -85,24 +93,37 @@ def build_registry() -> kopf.OperatorRegistry:
     def reconcile(body: kopf.Body, memo: Any, retry: int, **_: Any) -> None:
         _reconcile(memo, body, retry)
 
+    @kopf.timer(*SLMD, registry=registry, interval=rollout_interval_seconds, idle=None, when=needs_timer)
+    def rollout_tick(body: kopf.Body, memo: Any, **_: Any) -> None:
+        """Pauses elapse, validations finish and quality checks fall due without any watch event."""
+        _reconcile(memo, body, retry=0)
+
     @kopf.on.delete(*SLMD, registry=registry, optional=True)
-    def deleted(namespace: str | None, name: str, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any],
-                **_: Any) -> None:
+    def deleted(
+        namespace: str | None, name: str, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+    ) -> None:
         """No finalizer: the RayService goes with its owner by garbage collection."""
         memo.metrics.set_phase(namespace or "", name, None)
+        memo.reconciler.forget(namespace or "", name)
         logger.info("SLMDeployment deleted; its RayService is garbage-collected")
 
-    @kopf.on.event(RAY_GROUP, RAY_VERSION, RAY_PLURAL, registry=registry,
-                   labels={constants.LABEL_MANAGED_BY: constants.MANAGED_BY_VALUE})
-    def rayservice_changed(type: str, body: kopf.Body, memo: Any,
-                           logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+    @kopf.on.event(
+        RAY_GROUP,
+        RAY_VERSION,
+        RAY_PLURAL,
+        registry=registry,
+        labels={constants.LABEL_MANAGED_BY: constants.MANAGED_BY_VALUE},
+    )
+    def rayservice_changed(
+        type: str, body: kopf.Body, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+    ) -> None:
         owner = _owner_name(body)
         if owner is None or type == "DELETED":
             return
         try:
-            memo.reconciler.refresh_status(body["metadata"]["namespace"], owner, dict(body))
+            memo.reconciler.reconcile(memo.api.get_deployment(body["metadata"]["namespace"], owner))
         except KubeError as e:  # the owner's next reconcile or the next RayService event catches up
-            logger.info("could not refresh the status of %s: %s", owner, e)
+            logger.info("could not reconcile %s after its RayService changed: %s", owner, e)
 
     return registry
 

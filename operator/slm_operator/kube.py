@@ -93,6 +93,12 @@ class KubeApi:
             models.GROUP, models.VERSION, namespace, models.PLURAL, name, {"status": status},
             field_manager=self._manager, _request_timeout=self._timeout))
 
+    def remove_deployment_annotation(self, namespace: str, name: str, key: str) -> None:
+        """Merge-patch one annotation away (metadata only; the spec is never written)."""
+        translate(lambda: self._objects.patch_namespaced_custom_object(
+            models.GROUP, models.VERSION, namespace, models.PLURAL, name, {"metadata": {"annotations": {key: None}}},
+            field_manager=self._manager, _request_timeout=self._timeout))
+
     def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return translate(lambda: self._objects.get_namespaced_custom_object(

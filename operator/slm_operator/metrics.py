@@ -19,13 +19,27 @@ class OperatorMetrics:
             "slm_reconcile_errors", "Failed reconciles, by error kind.", ["kind"], registry=self.registry
         )
         self.duration = Histogram(
-            "slm_reconcile_duration_seconds", "Time one reconcile takes.", registry=self.registry,
+            "slm_reconcile_duration_seconds",
+            "Time one reconcile takes.",
+            registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
         self.phase = Gauge(
-            "slm_deployment_phase", "1 for the current phase (rollout state) of each SLMDeployment.",
-            ["namespace", "name", "phase"], registry=self.registry,
+            "slm_deployment_phase",
+            "1 for the current phase (rollout state) of each SLMDeployment.",
+            ["namespace", "name", "phase"],
+            registry=self.registry,
         )
+
+        self.quality = Gauge(
+            "slm_quality_check_pass_rate",
+            "Share of golden prompts the serving revision passed at its last continuous quality check.",
+            ["namespace", "name", "revision"],
+            registry=self.registry,
+        )
+
+    def record_quality(self, namespace: str, name: str, revision: str, pass_rate: float) -> None:
+        self.quality.labels(namespace, name, revision).set(pass_rate)
 
     def set_phase(self, namespace: str, name: str, phase: Phase | None) -> None:
         """Exactly one phase series per deployment; none once it is gone (phase None)."""

@@ -11,25 +11,37 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from slm_operator import constants
 from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import Phase, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import apply_defaults, validate_object
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
-from slm_operator.kube import ConflictError, KubeApi
+from slm_operator.kube import ConflictError, KubeApi, NotFoundError
 from slm_operator.metrics import OperatorMetrics
+from slm_operator.observer import RolloutObserver
+from slm_operator.rollout.actions import Action as RolloutAction
+from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics, RecordQuality, RunValidation
+from slm_operator.rollout.conditions import format_time, parse_time
+from slm_operator.rollout.decide import decide
+from slm_operator.rollout.working import Observation, RolloutSettings
 from slm_operator.settings import OperatorSettings
 from slm_operator.status import (
+    ServeObservation,
     build_invalid_status,
-    build_status,
+    estimate_ready_replicas,
+    failure_message,
     observe,
-    plan_revisions,
+    running_revisions,
     status_document,
 )
+from slm_serving.config import ROUTER_APP_NAME
 
 log = logging.getLogger(__name__)
 
@@ -86,52 +98,155 @@ class Reconciler:
     metrics: OperatorMetrics
     emit: EventSink
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
+    observers: dict[tuple[str, str], RolloutObserver] = field(default_factory=dict)
+    _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
     def reconcile(self, body: dict[str, Any]) -> Phase:
+        """One pass: observe the RayService, let `rollout.decide` choose, apply, write status, act.
+
+        kopf runs watch handlers, timers and the RayService handler concurrently: passes over the same
+        SLMDeployment are serialized here, and each reads the object afresh (the body a trigger carries
+        may predate the status the previous pass wrote)."""
         meta = body["metadata"]
-        namespace, name, generation = meta["namespace"], meta["name"], meta.get("generation")
+        with self._lock_for(meta["namespace"], meta["name"]):
+            try:
+                fresh = self.api.get_deployment(meta["namespace"], meta["name"])
+            except NotFoundError:  # deleted meanwhile: nothing to do
+                return Phase.PENDING
+            return self._reconcile(fresh)
+
+    def _lock_for(self, namespace: str, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((namespace, name), threading.Lock())
+
+    def _reconcile(self, body: dict[str, Any]) -> Phase:
+        meta = body["metadata"]
+        namespace, name, generation = meta["namespace"], meta["name"], int(meta.get("generation") or 1)
         previous = _current_status(body)
+        now = self.clock()
         errors = validate_object(_without_status(body))
         if errors:
-            status = build_invalid_status(previous, [str(e) for e in errors], generation, self.clock())
+            status = build_invalid_status(previous, [str(e) for e in errors], generation, now)
             self._write_status(body, previous, status)
             return status.phase
         deployment = SLMDeployment.model_validate(apply_defaults(_without_status(body), build_openapi_schema()))
-        revisions = plan_revisions(deployment.spec, previous)
-        planned = deployment.model_copy(update={
-            "status": (previous or SLMDeploymentStatus()).model_copy(update={"revisions": revisions}),
-        })
-        desired = build_rayservice(planned)
-        rayservice = self._apply(body, desired)
-        status = build_status(deployment.spec, previous, revisions, observe(rayservice), generation,
-                              endpoint_url(name, namespace), self.clock())
+        existing = self.api.get_rayservice(namespace, name)
+        observer = self.observers.setdefault((namespace, name), RolloutObserver())
+        decision = decide(
+            deployment.spec,
+            previous,
+            self._observe(deployment, previous, existing, observer, now),
+            generation=generation,
+            now=now,
+            settings=RolloutSettings(min_step_requests=self.settings.min_step_requests),
+        )
+        status = self._with_serving_details(decision.status, existing, namespace, name)
+        self._apply(body, build_rayservice(deployment.model_copy(update={"status": status})), now)
         self._write_status(body, previous, status)
+        self._carry_out(body, deployment, decision.actions, observer)
         return status.phase
 
-    def refresh_status(self, namespace: str, name: str, rayservice: dict[str, Any]) -> None:
-        """The RayService reported something: recompute the owner's status, write it if it changed."""
-        body = self.api.get_deployment(namespace, name)
-        previous = _current_status(body)
-        if previous is None or not previous.revisions or previous.phase == Phase.FAILED:
-            return  # the owner's own reconcile has not planned revisions yet, or its spec is invalid
-        deployment = SLMDeployment.model_validate(apply_defaults(_without_status(body), build_openapi_schema()))
-        status = build_status(deployment.spec, previous, list(previous.revisions), observe(rayservice),
-                              previous.observed_generation, endpoint_url(name, namespace), self.clock())
-        self._write_status(body, previous, status)
+    def forget(self, namespace: str, name: str) -> None:
+        """The SLMDeployment is gone: drop what was kept in memory for it."""
+        self.observers.pop((namespace, name), None)
+        with self._locks_guard:
+            self._locks.pop((namespace, name), None)
 
-    def _apply(self, owner: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    def _observe(
+        self,
+        deployment: SLMDeployment,
+        previous: SLMDeploymentStatus | None,
+        existing: dict[str, Any] | None,
+        observer: RolloutObserver,
+        now: datetime.datetime,
+    ) -> Observation:
+        revisions = [r.name for r in previous.revisions] if previous is not None else []
+        observed = observe(existing)
+        running = running_revisions(observed, revisions)
+        validation, live = observer.take()
+        annotations = deployment.metadata.get("annotations")
+        command = annotations.get(constants.ANNOTATION_ROLLOUT_COMMAND) if isinstance(annotations, dict) else None
+        return Observation(
+            running=running,
+            ready_replicas=estimate_ready_replicas(deployment.spec, previous, running),
+            routes_settled=self._routes_settled(deployment, previous, existing, observed, now),
+            validation=validation,
+            live=live,
+            command=str(command) if command is not None else None,
+        )
+
+    def _routes_settled(
+        self,
+        deployment: SLMDeployment,
+        previous: SLMDeploymentStatus | None,
+        existing: dict[str, Any] | None,
+        observed: ServeObservation,
+        now: datetime.datetime,
+    ) -> bool:
+        """The router runs the weights of `previous`: KubeRay has its serveConfigV2, the router application
+        is RUNNING, and the config has been in place long enough for the router to reconfigure."""
+        if existing is None or previous is None or observed.applications.get(ROUTER_APP_NAME) != "RUNNING":
+            return False
+        wanted = build_rayservice(deployment.model_copy(update={"status": previous}))["spec"]["serveConfigV2"]
+        if (existing.get("spec") or {}).get("serveConfigV2") != wanted:
+            return False
+        applied_at = (existing["metadata"].get("annotations") or {}).get(constants.ANNOTATION_APPLIED_AT)
+        if applied_at is None:
+            return True
+        settled_for = (now - parse_time(str(applied_at))).total_seconds()
+        return settled_for >= self.settings.routes_settle_seconds
+
+    def _with_serving_details(
+        self, status: SLMDeploymentStatus, existing: dict[str, Any] | None, namespace: str, name: str
+    ) -> SLMDeploymentStatus:
+        """The endpoint, and what KubeRay says about failed applications (e.g. a model that cannot load)."""
+        failure = failure_message(observe(existing), [r.name for r in status.revisions])
+        message = f"{status.message}; {failure}" if failure and failure not in status.message else status.message
+        endpoint = endpoint_url(name, namespace)
+        return status.model_copy(update={"endpoint": endpoint, "message": message})
+
+    def _carry_out(
+        self,
+        body: dict[str, Any],
+        deployment: SLMDeployment,
+        actions: tuple[RolloutAction, ...],
+        observer: RolloutObserver,
+    ) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        for action in actions:
+            if isinstance(action, EmitEvent):
+                self.emit(body, action.type, action.reason, action.message)
+            elif isinstance(action, RunValidation):
+                router = self.settings.router_url_template.format(name=name, namespace=namespace)
+                observer.run_validation(router, deployment.spec, action)
+            elif isinstance(action, ObserveMetrics):
+                urls = self.settings.metrics_url_template.format(name=name, namespace=namespace).split(",")
+                try:
+                    observer.observe_live([u.strip() for u in urls if u.strip()], action)
+                except httpx.HTTPError as error:  # judged on a later pass
+                    log.info("metrics of %s/%s unavailable: %s", namespace, name, error)
+            elif isinstance(action, RecordQuality):
+                self.metrics.record_quality(namespace, name, action.revision, action.pass_rate)
+            elif isinstance(action, ClearCommand):
+                self.api.remove_deployment_annotation(namespace, name, constants.ANNOTATION_ROLLOUT_COMMAND)
+            # ApplyRevisions: already done, every pass converges the RayService to status.revisions.
+
+    def _apply(self, owner: dict[str, Any], desired: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
         namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         for _ in range(self.settings.conflict_retries + 1):
             existing = self.api.get_rayservice(namespace, name)
             action = classify(desired, existing)
+            stamped = _stamp_applied(desired, now)
             try:
                 if action is Action.CREATE:
-                    created = self.api.create_rayservice(desired)
+                    created = self.api.create_rayservice(stamped)
                     self.emit(owner, "Normal", "RayServiceCreated", f"created RayService {name}")
                     return created
                 if action is Action.UPDATE:
                     assert existing is not None
-                    updated = self.api.replace_rayservice(build_update(desired, existing))
+                    updated = self.api.replace_rayservice(build_update(stamped, existing))
                     self.emit(owner, "Normal", "RayServiceUpdated", f"updated RayService {name}")
                     return updated
                 assert existing is not None
@@ -140,19 +255,27 @@ class Reconciler:
                 log.info("RayService %s/%s changed while we wrote it; re-reading", namespace, name)
         raise ConflictError(f"RayService {namespace}/{name} kept changing under us", 409)
 
-    def _write_status(self, body: dict[str, Any], previous: SLMDeploymentStatus | None,
-                      status: SLMDeploymentStatus) -> None:
+    def _write_status(
+        self, body: dict[str, Any], previous: SLMDeploymentStatus | None, status: SLMDeploymentStatus
+    ) -> None:
         meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
         document = status_document(status)
-        self.metrics.set_phase(meta["namespace"], meta["name"], status.phase)
+        self.metrics.set_phase(*key, status.phase)
         if previous is not None and status_document(previous) == document:
             return
-        self.api.patch_deployment_status(meta["namespace"], meta["name"], document)
+        self.api.patch_deployment_status(*key, document)
         old_phase = previous.phase if previous is not None else None
-        if status.phase != old_phase:
-            kind = "Warning" if status.phase in (Phase.FAILED, Phase.DEGRADED) else "Normal"
+        if status.phase != old_phase and status.phase in (Phase.FAILED, Phase.READY):
+            kind = "Warning" if status.phase == Phase.FAILED else "Normal"
             reason = next((c.reason for c in status.conditions if c.type == "Ready"), status.phase.value)
             self.emit(body, kind, reason, f"phase {old_phase or '-'} → {status.phase.value}: {status.message}")
+
+
+def _stamp_applied(desired: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
+    """`desired` with the time its serveConfigV2 is written (how long the router has had it)."""
+    annotations = {**desired["metadata"].get("annotations", {}), constants.ANNOTATION_APPLIED_AT: format_time(now)}
+    return {**desired, "metadata": {**desired["metadata"], "annotations": annotations}}
 
 
 def _without_status(body: dict[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def build_memo(settings: OperatorSettings) -> kopf.Memo:
 async def operate(settings: OperatorSettings, memo: kopf.Memo,
                   stop_flag: threading.Event | None = None, ready_flag: threading.Event | None = None) -> None:
     await kopf.operator(
-        registry=build_registry(),
+        registry=build_registry(settings.rollout_interval_seconds),
         memo=memo,
         standalone=not settings.peering_name,
         peering_name=settings.peering_name or None,

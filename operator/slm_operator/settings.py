@@ -35,6 +35,24 @@ class OperatorSettings(BaseSettings):
         default=3, ge=0, description="Immediate re-read-and-retry rounds on a 409 before backing off."
     )
 
+    router_url_template: str = Field(
+        default="http://{name}-serve-svc.{namespace}.svc:8000",
+        description="Where the operator reaches an SLMDeployment's router (golden prompts, pinned).",
+    )
+    metrics_url_template: str = Field(
+        default="http://{name}-head-svc.{namespace}.svc:8080/metrics",
+        description="Comma-separated Prometheus endpoints with the router's metrics (Ray's metrics agent).",
+    )
+    rollout_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often a rollout in progress is re-evaluated (a kopf timer)."
+    )
+    routes_settle_seconds: float = Field(
+        default=10.0, ge=0, description="How long after a serveConfigV2 change the router counts as updated."
+    )
+    min_step_requests: int = Field(
+        default=20, ge=0, description="Canary requests a traffic step needs before its live metrics are judged."
+    )
+
     @property
     def namespace_list(self) -> list[str]:
         return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]

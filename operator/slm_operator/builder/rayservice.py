@@ -37,7 +37,7 @@ def build_rayservice(deployment: SLMDeployment) -> dict[str, Any]:
     name, namespace = str(meta["name"]), str(meta.get("namespace") or "default")
     spec = deployment.spec
     revisions = live_revisions(spec, deployment.status)
-    serve_config = build_serve_config(spec, revisions)
+    serve_config = build_serve_config(spec, deployment.status)
     stable = next((r.name for r in revisions if r.role == "stable"), revisions[0].name)
     labels = {constants.LABEL_NAME: name, constants.LABEL_MANAGED_BY: constants.MANAGED_BY_VALUE}
     metadata: dict[str, Any] = {

@@ -46,12 +46,26 @@ def split_replica_budget(
     return ReplicaBounds(stable_min, stable_max), ReplicaBounds(canary_min, canary_max)
 
 
-def revision_bounds(spec: SLMDeploymentSpec, revisions: list[RevisionStatus]) -> dict[str, ReplicaBounds]:
-    """Replica bounds of each live revision."""
+def revision_bounds(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> dict[str, ReplicaBounds]:
+    """Replica bounds of each live revision.
+
+    Without a canary the stable revision gets the spec's bounds. With one, the budget is split by the
+    canary's weight. A revision that is neither stable nor canary is draining (weight 0, removed once
+    the router no longer uses it): it may shrink to nothing and never grows.
+    """
+    revisions = live_revisions(spec, status)
+    stable = status.stable_revision if status is not None and status.stable_revision else revisions[0].name
+    canary = status.canary_revision if status is not None else None
     autoscaling = spec.autoscaling
-    canaries = [r for r in revisions if r.role == "canary"]
-    if not canaries:
-        return {r.name: ReplicaBounds(autoscaling.min_replicas, autoscaling.max_replicas) for r in revisions}
-    canary = canaries[0]
-    stable_bounds, canary_bounds = split_replica_budget(autoscaling, spec.rollout.max_surge_replicas, canary.weight)
-    return {r.name: canary_bounds if r.role == "canary" else stable_bounds for r in revisions}
+    draining = ReplicaBounds(0, 1)
+    canary_entry = next((r for r in revisions if r.name == canary), None)
+    if canary_entry is None:
+        full = ReplicaBounds(autoscaling.min_replicas, autoscaling.max_replicas)
+        return {r.name: full if r.name == stable else draining for r in revisions}
+    stable_bounds, canary_bounds = split_replica_budget(
+        autoscaling, spec.rollout.max_surge_replicas, canary_entry.weight
+    )
+    return {
+        r.name: canary_bounds if r.name == canary else stable_bounds if r.name == stable else draining
+        for r in revisions
+    }

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec
-from slm_operator.builder.revisions import ReplicaBounds, revision_bounds
+from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.builder.revisions import ReplicaBounds, live_revisions, revision_bounds
 from slm_operator.constants import SERVE_PORT
 from slm_serving.config import (
     ENGINE_DEPLOYMENT_NAME,
@@ -114,10 +114,11 @@ def build_revision_application(
 
 
 def build_serve_config(
-    spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus], *, port: int = SERVE_PORT
+    spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None, *, port: int = SERVE_PORT
 ) -> ServeConfigV2:
-    """One router application plus one application per live revision."""
-    bounds = revision_bounds(spec, list(revisions))
+    """One router application plus one application per live revision (from `status`, else the spec's)."""
+    revisions = live_revisions(spec, status)
+    bounds = revision_bounds(spec, status)
     return ServeConfigV2(
         http_options=HTTPOptions(port=port),
         applications=(

@@ -23,7 +23,7 @@ def test_create_builds_owned_rayservice_and_status(api: EmulatorThread, k8s: kub
     assert obj["status"]["phase"] == "Deploying"
     assert obj["status"]["observedGeneration"] == 1
     assert obj["status"]["endpoint"] == "http://tiny-serve-svc.default.svc:8000/v1"
-    assert condition(obj, "Ready")["reason"] == "RayServicePending"
+    assert condition(obj, "Ready")["reason"] == "Deploying"
     assert obj["spec"] == created["spec"]  # nothing written to spec
 
 
@@ -42,11 +42,11 @@ def test_rayservice_status_drives_phase_and_replicas(api: EmulatorThread, k8s: k
     apps[f"rev-{revision}"] = {"status": "DEPLOY_FAILED", "message": "engine crashed"}
     k8s.patch_namespaced_custom_object_status(*RAYS, "tiny", _apps(apps))
     bad = wait_for(lambda: (o := slmd(k8s))["status"]["phase"] == "Degraded" and o)
-    assert "engine crashed" in condition(bad, "Degraded")["message"]
-    reasons = wait_for(lambda: {e["reason"] for e in api.objects("events")} >= {"RayServiceCreated", "Serving"} and
+    assert condition(bad, "Ready")["status"] == "False"
+    assert condition(bad, "Ready")["reason"] == "StableNotRunning"
+    assert "engine crashed" in bad["status"]["message"]  # KubeRay's reason reaches the status
+    reasons = wait_for(lambda: {e["reason"] for e in api.objects("events")} >= {"RayServiceCreated", "Deploying"} and
                        {e["reason"] for e in api.objects("events")})
-    warned = wait_for(lambda: {e["reason"] for e in api.objects("events")} & {"ApplicationUnhealthy"})
-    assert warned == {"ApplicationUnhealthy"}
     assert reasons
 
 
@@ -65,16 +65,27 @@ def test_autoscaling_change_updates_in_place(api: EmulatorThread, k8s: kubernete
     assert api.count("create", "rayservices") == 1
 
 
-def test_model_change_serves_a_new_revision(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                                            operator: object) -> None:
+def test_model_change_starts_a_canary_in_the_same_rayservice(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
+    """A new revision is added beside the stable one, at 0 % until validated: same RayService, same
+    cluster config (no second RayCluster)."""
     k8s.create_namespaced_custom_object(*SLMD, tiny())
     first = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
     old = first["status"]["stableRevision"]
+    apps = {"router": {"status": "RUNNING"}, f"rev-{old}": {"status": "RUNNING"}}
+    k8s.patch_namespaced_custom_object_status(*RAYS, "tiny", _apps(apps))
+    wait_for(lambda: slmd(k8s)["status"]["phase"] == "Ready")
+    before = rays(k8s)
     k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"source": "tiny://bad"}}})
-    obj = wait_for(lambda: (o := slmd(k8s))["status"]["stableRevision"] != old and o)
-    new = obj["status"]["stableRevision"]
-    rs = wait_for(lambda: (r := rays(k8s))["metadata"]["annotations"]["slm.dev/revisions"] == new and r)
-    assert f"rev-{new}" in rs["spec"]["serveConfigV2"] and f"rev-{old}" not in rs["spec"]["serveConfigV2"]
+    obj = wait_for(lambda: (o := slmd(k8s))["status"].get("canaryRevision") and o)
+    new = obj["status"]["canaryRevision"]
+    assert obj["status"]["stableRevision"] == old and obj["status"]["canaryWeight"] == 0
+    assert condition(obj, "Progressing")["reason"] == "RolloutStarted"
+    rs = wait_for(lambda: (r := rays(k8s))["metadata"]["annotations"]["slm.dev/revisions"] == f"{old},{new}" and r)
+    assert f"rev-{new}" in rs["spec"]["serveConfigV2"] and f"rev-{old}" in rs["spec"]["serveConfigV2"]
+    assert rs["metadata"]["uid"] == before["metadata"]["uid"]
+    assert rs["spec"]["rayClusterConfig"] == before["spec"]["rayClusterConfig"]
 
 
 def test_delete_garbage_collects_rayservice(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,

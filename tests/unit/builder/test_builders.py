@@ -51,10 +51,12 @@ def _with_canary(deployment: SLMDeployment, weight: int, new_source: str) -> SLM
     spec.model.source = new_source
     canary = revision_template(spec)
     status = SLMDeploymentStatus(
+        stable_revision=compute_revision(deployment.spec),
+        canary_revision=compute_revision(spec),
         revisions=[
             RevisionStatus(name=compute_revision(deployment.spec), role="stable", weight=100 - weight, template=stable),
             RevisionStatus(name=compute_revision(spec), role="canary", weight=weight, template=canary),
-        ]
+        ],
     )
     return deployment.model_copy(update={"spec": spec, "status": status})
 
@@ -127,22 +129,16 @@ def test_serve_config_has_router_and_one_app_per_revision() -> None:
 def test_gpus_per_replica(gpus: int, actor_options: dict[str, Any] | None, bundles: list[Any] | None) -> None:
     deployment = _load(EXAMPLES / "phi3-mini.yaml")
     deployment.spec.resources.gpus_per_replica = gpus
-    config = build_serve_config(deployment.spec, [_stable(deployment)])
+    config = build_serve_config(deployment.spec, None)
     engine = config.applications[1].deployments[0]
     assert engine.ray_actor_options == actor_options
     assert (list(engine.placement_group_bundles) if engine.placement_group_bundles else None) == bundles
     assert ModelAppArgs.model_validate(config.applications[1].args).engine.tensor_parallel_size == max(1, gpus)
 
 
-def _stable(deployment: SLMDeployment) -> RevisionStatus:
-    return RevisionStatus(
-        name=compute_revision(deployment.spec), role="stable", weight=100, template=revision_template(deployment.spec)
-    )
-
-
 def test_autoscaling_settings_reach_the_engine_deployment() -> None:
     deployment = _load(EXAMPLES / "mistral-7b-awq.yaml")
-    autoscaling = build_serve_config(deployment.spec, [_stable(deployment)]).applications[1].deployments[0]
+    autoscaling = build_serve_config(deployment.spec, None).applications[1].deployments[0]
     assert autoscaling.autoscaling_config is not None
     config = autoscaling.autoscaling_config
     assert (config.min_replicas, config.max_replicas) == (2, 6)
@@ -205,3 +201,25 @@ def test_pvc_sources_are_mounted_read_only() -> None:
 
 def test_builder_is_deterministic() -> None:
     assert build_rayservice(_load(EXAMPLES / "tiny.yaml")) == build_rayservice(_load(EXAMPLES / "tiny.yaml"))
+
+
+def _engine_bounds(deployment: SLMDeployment) -> dict[str, tuple[int, int]]:
+    config = build_serve_config(deployment.spec, deployment.status)
+    bounds = {}
+    for app in config.applications[1:]:
+        autoscaling = app.deployments[0].autoscaling_config
+        assert autoscaling is not None
+        bounds[app.name.removeprefix("rev-")] = (autoscaling.min_replicas, autoscaling.max_replicas)
+    return bounds
+
+
+def test_canary_and_stable_share_the_budget_and_draining_revisions_shrink() -> None:
+    deployment = _with_canary(_load(EXAMPLES / "phi3-mini.yaml"), 50, "hf://org/phi-next")
+    assert deployment.status is not None
+    stable, canary = deployment.status.stable_revision, deployment.status.canary_revision
+    assert _engine_bounds(deployment) == {stable: (1, 3), canary: (1, 2)}  # 4 + 1 surge
+    # After a rollback the canary drains at weight 0: it may not squeeze the stable any more.
+    rolled_back = deployment.model_copy(
+        update={"status": deployment.status.model_copy(update={"canary_revision": None})}
+    )
+    assert _engine_bounds(rolled_back) == {stable: (1, 4), canary: (0, 1)}
