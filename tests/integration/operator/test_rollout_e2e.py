@@ -1,0 +1,115 @@
+"""SLMDeployment → operator → RayService → (KubeRay stand-in) → Ray Serve + vLLM, end to end.
+
+The real kopf operator runs against the API emulator; `tests.harness.kuberay.KubeRayStandIn` plays
+KubeRay (documented there: it applies serveConfigV2 to a local Ray Serve through Serve's REST API and
+reports application statuses). Everything else is real: vLLM (CPU build) on the tiny models, the
+router, the golden-prompt probes and the rollout state machine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import kubernetes
+import pytest
+from openai import OpenAI
+
+from slm_operator.demo import TrafficStats, generate_load
+from slm_operator.runner import operator_in_thread
+from slm_operator.settings import OperatorSettings
+from slm_serving.local import LocalServe
+from tests.harness.cluster import SLMD, condition, slmd, tiny, wait_for
+from tests.harness.emulator import EmulatorThread
+from tests.harness.kuberay import KubeRayStandIn
+
+pytestmark = pytest.mark.serving
+ROLLOUT_TIMEOUT = 600.0
+
+
+@pytest.fixture(scope="module")
+def local() -> Iterator[LocalServe]:
+    with LocalServe() as serve:
+        yield serve
+
+
+def _settings(api: EmulatorThread, local: LocalServe) -> OperatorSettings:
+    return OperatorSettings(
+        kube_server=api.url,
+        namespaces="default",
+        peering_name="",
+        metrics_port=0,
+        health_port=0,
+        log_format="text",
+        router_url_template=local.url,
+        metrics_url_template=local.metrics_url,
+        rollout_interval_seconds=1,
+        routes_settle_seconds=2,
+        min_step_requests=5,
+    )
+
+
+def _reasons(api: EmulatorThread) -> list[str]:
+    return [e["reason"] for e in api.objects("events")]
+
+
+def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, local: LocalServe
+) -> None:
+    settings = _settings(api, local)
+    stats = TrafficStats()
+    stop_load = threading.Event()
+    with KubeRayStandIn(k8s, local, "tiny") as kuberay:
+        with operator_in_thread(settings):
+            k8s.create_namespaced_custom_object(*SLMD, tiny())
+            ready = wait_for(lambda: (o := slmd(k8s)).get("status", {}).get("phase") == "Ready" and o, ROLLOUT_TIMEOUT)
+            first = ready["status"]["stableRevision"]
+            answer = OpenAI(base_url=f"{local.url}/v1", api_key="unused").completions.create(
+                model="tiny", prompt="What is the capital of France?", max_tokens=8, temperature=0
+            )
+            assert "Paris" in answer.choices[0].text
+
+            load = threading.Thread(target=generate_load, args=(local.url, "tiny", stats, stop_load), daemon=True)
+            load.start()
+            # A good new revision: validated, then given traffic step by step ...
+            k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"engineArgs": {"max_num_seqs": 32}}}})
+            wait_for(lambda: slmd(k8s)["status"].get("phase") == "Progressing", ROLLOUT_TIMEOUT, "a traffic step")
+        # ... the operator is stopped mid-rollout and a new one resumes from status alone.
+        with operator_in_thread(settings):
+            promoted = wait_for(
+                lambda: (
+                    (o := slmd(k8s))["status"]["stableRevision"] != first
+                    and not o["status"].get("canaryRevision")
+                    and o
+                ),
+                ROLLOUT_TIMEOUT,
+                "promotion",
+            )
+            good = promoted["status"]["stableRevision"]
+            assert "Promoted" in _reasons(api)
+
+            # A bad revision answers wrongly: rolled back before any user traffic reaches it.
+            k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"source": "tiny://bad"}}})
+            rolled_back = wait_for(
+                lambda: (
+                    (o := slmd(k8s))
+                    and (c := condition(o, "Degraded"))
+                    and c["status"] == "True"
+                    and c["reason"] == "RolledBack"
+                    and o
+                ),
+                ROLLOUT_TIMEOUT,
+                "rollback",
+            )
+            stop_load.set()
+            load.join(60)
+    status = rolled_back["status"]
+    assert status["stableRevision"] == good
+    validation = status["lastValidation"]
+    assert validation["passed"] is False and validation["revision"] != good
+    failing = [r for r in validation["results"] if not r["passed"]]
+    assert failing and all(r["answer"] for r in failing)  # what the bad model answered is recorded
+    assert "RolledBack" in _reasons(api)
+    assert stats.failed == 0, stats.failures[:5]
+    assert stats.ok > 0 and validation["revision"] not in stats.by_revision  # users never saw it
+    assert not kuberay.errors or all("409" in e for e in kuberay.errors), kuberay.errors[:3]
