@@ -124,3 +124,37 @@ def test_invalid_spec_sets_condition_and_builds_nothing(api: EmulatorThread,
     assert ready["reason"] == "InvalidSpec" and "spec.autoscaling.minReplicas" in ready["message"]
     assert not k8s.list_namespaced_custom_object(*RAYS)["items"]
     assert "InvalidSpec" in wait_for(lambda: {e["reason"] for e in api.objects("events")})
+
+
+def test_rollout_commands_through_the_annotation(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
+    """`kubectl annotate slmd tiny slm.dev/rollout-command=pause|abort`: acted upon, then removed."""
+    k8s.create_namespaced_custom_object(*SLMD, tiny())
+    stable = wait_for(lambda: (o := slmd(k8s)).get("status") and o)["status"]["stableRevision"]
+    k8s.patch_namespaced_custom_object_status(
+        *RAYS, "tiny", _apps({"router": {"status": "RUNNING"}, f"rev-{stable}": {"status": "RUNNING"}})
+    )
+    wait_for(lambda: slmd(k8s)["status"]["phase"] == "Ready")
+    k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"source": "tiny://bad"}}})
+    canary = wait_for(lambda: slmd(k8s)["status"].get("canaryRevision"))
+
+    def annotate(command: str) -> None:
+        k8s.patch_namespaced_custom_object(
+            *SLMD, "tiny", {"metadata": {"annotations": {"slm.dev/rollout-command": command}}}
+        )
+
+    def command_cleared() -> bool:
+        return "slm.dev/rollout-command" not in (slmd(k8s)["metadata"].get("annotations") or {})
+
+    annotate("pause")
+    paused = wait_for(lambda: (o := slmd(k8s))["status"]["phase"] == "Paused" and o, what="paused")
+    assert paused["status"]["rollout"]["paused"] is True
+    wait_for(command_cleared, what="pause annotation removed")
+    annotate("abort")
+    aborted = wait_for(lambda: (o := slmd(k8s))["status"].get("canaryRevision") is None and o, what="aborted")
+    assert aborted["status"]["stableRevision"] == stable
+    assert condition(aborted, "Degraded")["reason"] == "RolledBack"
+    assert canary != stable
+    wait_for(command_cleared, what="abort annotation removed")
+    assert {"Paused", "RolledBack"} <= {e["reason"] for e in api.objects("events")}
