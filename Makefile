@@ -36,6 +36,7 @@ lint: install
 crd: install
 	$(VENV)/bin/slm crd > crds/slm.dev_slmdeployments.yaml
 	cp crds/slm.dev_slmdeployments.yaml charts/slm-operator/crds/slm.dev_slmdeployments.yaml
+	$(PY) -m slm_operator.api.reference > docs/api-reference.md
 
 demo: install
 	$(PY) -m slm_operator.demo
