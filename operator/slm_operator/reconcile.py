@@ -21,7 +21,7 @@ import httpx
 from slm_operator import constants
 from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import Phase, SLMDeployment, SLMDeploymentStatus
-from slm_operator.api.validation import apply_defaults, validate_object
+from slm_operator.api.validation import FieldError, apply_defaults, validate_object
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
 from slm_operator.kube import ConflictError, KubeApi, NotFoundError
 from slm_operator.metrics import OperatorMetrics
@@ -99,6 +99,8 @@ class Reconciler:
     emit: EventSink
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
     observers: dict[tuple[str, str], RolloutObserver] = field(default_factory=dict)
+    validated: dict[tuple[str, str], tuple[tuple[str, int], list[FieldError]]] = field(default_factory=dict)
+    """Validation errors per object and (uid, generation): the spec cannot change without a new generation."""
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -125,7 +127,7 @@ class Reconciler:
         namespace, name, generation = meta["namespace"], meta["name"], int(meta.get("generation") or 1)
         previous = _current_status(body)
         now = self.clock()
-        errors = validate_object(_without_status(body))
+        errors = self._spec_errors(body)
         if errors:
             status = build_invalid_status(previous, [str(e) for e in errors], generation, now)
             self._write_status(body, previous, status)
@@ -147,9 +149,21 @@ class Reconciler:
         self._carry_out(body, deployment, decision.actions, observer)
         return status.phase
 
+    def _spec_errors(self, body: dict[str, Any]) -> list[FieldError]:
+        """Validation of the object as the API server would do it, once per spec generation."""
+        meta = body["metadata"]
+        version = (str(meta.get("uid", "")), int(meta.get("generation") or 1))
+        cached = self.validated.get((meta["namespace"], meta["name"]))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        errors = validate_object(_without_status(body))
+        self.validated[(meta["namespace"], meta["name"])] = (version, errors)
+        return errors
+
     def forget(self, namespace: str, name: str) -> None:
         """The SLMDeployment is gone: drop what was kept in memory for it."""
         self.observers.pop((namespace, name), None)
+        self.validated.pop((namespace, name), None)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
 

@@ -160,11 +160,13 @@ def _compiled(rule: str) -> Any:
 
 
 def _cel_errors(obj: Any, schema: dict[str, Any], path: str) -> Iterator[FieldError]:
-    for validation in schema.get("x-kubernetes-validations", ()):
+    rules = schema.get("x-kubernetes-validations", ())
+    activation = {"self": json_to_cel(obj)} if rules else {}
+    for validation in rules:
         rule, message = validation["rule"], validation.get("message", f"failed rule: {validation['rule']}")
         where = path + validation.get("fieldPath", "")
         try:
-            result = _compiled(rule).evaluate({"self": json_to_cel(obj)})
+            result = _compiled(rule).evaluate(activation)
         except CELEvalError as error:
             yield FieldError(where or "<root>", f"rule {rule!r} could not be evaluated: {error}")
             continue
