@@ -23,8 +23,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "serving")]
 from tests.harness.cluster import SLMD, client_for, load_crds, tiny  # noqa: E402
 from tests.harness.emulator import EmulatorThread  # noqa: E402
 
-RUN = "from slm_operator.runner import run_operator; from slm_operator.settings import OperatorSettings; " \
-      "run_operator(OperatorSettings())"
+RUN = (
+    "from slm_operator.runner import run_operator; from slm_operator.settings import OperatorSettings; "
+    "run_operator(OperatorSettings())"
+)
 
 
 def rss_mib(pid: int, field: str) -> float:
@@ -41,9 +43,16 @@ def main() -> None:
     args = parser.parse_args()
     with EmulatorThread() as api:
         load_crds(api)
-        env = {**os.environ, "SLM_KUBE_SERVER": api.url, "SLM_NAMESPACES": "default", "SLM_PEERING_NAME": "",
-               "SLM_METRICS_PORT": "0", "SLM_HEALTH_PORT": "0", "SLM_LOG_FORMAT": "json",
-               "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "serving")])}
+        env = {
+            **os.environ,
+            "SLM_KUBE_SERVER": api.url,
+            "SLM_NAMESPACES": "default",
+            "SLM_PEERING_NAME": "",
+            "SLM_METRICS_PORT": "0",
+            "SLM_HEALTH_PORT": "0",
+            "SLM_LOG_FORMAT": "json",
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "serving")]),
+        }
         log = open(pathlib.Path(tempfile.gettempdir()) / "operator_scale.log", "w")  # noqa: SIM115
         operator = subprocess.Popen([sys.executable, "-c", RUN], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -55,8 +64,11 @@ def main() -> None:
             k8s = client_for(api)
             start = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(16) as pool:
-                list(pool.map(lambda i: k8s.create_namespaced_custom_object(*SLMD, tiny(f"slm-{i:05d}")),
-                              range(args.objects)))
+                list(
+                    pool.map(
+                        lambda i: k8s.create_namespaced_custom_object(*SLMD, tiny(f"slm-{i:05d}")), range(args.objects)
+                    )
+                )
             created_s = time.monotonic() - start
             peak = 0.0
             while len(api.objects("rayservices")) < args.objects and time.monotonic() - start < args.timeout:
@@ -69,8 +81,15 @@ def main() -> None:
             operator.terminate()
             operator.wait(30)
     print(json.dumps({"create_seconds": round(created_s, 2), "rayservices": count}), file=sys.stderr)
-    print(json.dumps({"objects": args.objects, "seconds_to_all_rayservices": round(done_s, 2) if count == args.objects
-                      else None, "peak_rss_mib": round(peak, 1)}))
+    print(
+        json.dumps(
+            {
+                "objects": args.objects,
+                "seconds_to_all_rayservices": round(done_s, 2) if count == args.objects else None,
+                "peak_rss_mib": round(peak, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

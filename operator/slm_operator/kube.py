@@ -84,37 +84,78 @@ class KubeApi:
         self._manager = settings.field_manager
 
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
-        return translate(lambda: self._objects.get_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.PLURAL, name, _request_timeout=self._timeout))
+        return translate(
+            lambda: self._objects.get_namespaced_custom_object(
+                models.GROUP, models.VERSION, namespace, models.PLURAL, name, _request_timeout=self._timeout
+            )
+        )
 
     def patch_deployment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Merge-patch `status` through the status subresource: the spec is never written."""
-        translate(lambda: self._objects.patch_namespaced_custom_object_status(
-            models.GROUP, models.VERSION, namespace, models.PLURAL, name, {"status": status},
-            field_manager=self._manager, _request_timeout=self._timeout))
+        translate(
+            lambda: self._objects.patch_namespaced_custom_object_status(
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                models.PLURAL,
+                name,
+                {"status": status},
+                field_manager=self._manager,
+                _request_timeout=self._timeout,
+            )
+        )
 
     def remove_deployment_annotation(self, namespace: str, name: str, key: str) -> None:
         """Merge-patch one annotation away (metadata only; the spec is never written)."""
-        translate(lambda: self._objects.patch_namespaced_custom_object(
-            models.GROUP, models.VERSION, namespace, models.PLURAL, name, {"metadata": {"annotations": {key: None}}},
-            field_manager=self._manager, _request_timeout=self._timeout))
+        translate(
+            lambda: self._objects.patch_namespaced_custom_object(
+                models.GROUP,
+                models.VERSION,
+                namespace,
+                models.PLURAL,
+                name,
+                {"metadata": {"annotations": {key: None}}},
+                field_manager=self._manager,
+                _request_timeout=self._timeout,
+            )
+        )
 
     def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return translate(lambda: self._objects.get_namespaced_custom_object(
-                RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, _request_timeout=self._timeout))
+            return translate(
+                lambda: self._objects.get_namespaced_custom_object(
+                    RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, _request_timeout=self._timeout
+                )
+            )
         except NotFoundError:
             return None
 
     def create_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]
-        return translate(lambda: self._objects.create_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, body,
-            field_manager=self._manager, _request_timeout=self._timeout))
+        return translate(
+            lambda: self._objects.create_namespaced_custom_object(
+                RAY_GROUP,
+                RAY_VERSION,
+                namespace,
+                RAY_PLURAL,
+                body,
+                field_manager=self._manager,
+                _request_timeout=self._timeout,
+            )
+        )
 
     def replace_rayservice(self, body: dict[str, Any]) -> dict[str, Any]:
         """PUT with `metadata.resourceVersion`: fails with ConflictError if someone wrote in between."""
         meta = body["metadata"]
-        return translate(lambda: self._objects.replace_namespaced_custom_object(
-            RAY_GROUP, RAY_VERSION, meta["namespace"], RAY_PLURAL, meta["name"], body,
-            field_manager=self._manager, _request_timeout=self._timeout))
+        return translate(
+            lambda: self._objects.replace_namespaced_custom_object(
+                RAY_GROUP,
+                RAY_VERSION,
+                meta["namespace"],
+                RAY_PLURAL,
+                meta["name"],
+                body,
+                field_manager=self._manager,
+                _request_timeout=self._timeout,
+            )
+        )

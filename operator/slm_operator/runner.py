@@ -27,13 +27,18 @@ def post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> N
 def build_memo(settings: OperatorSettings) -> kopf.Memo:
     api = KubeApi(build_api_client(settings), settings)
     metrics = OperatorMetrics()
-    reconciler = Reconciler(api=api, settings=settings, metrics=metrics, emit=post_event,
-                            clock=lambda: datetime.datetime.now(datetime.UTC))
+    reconciler = Reconciler(
+        api=api, settings=settings, metrics=metrics, emit=post_event, clock=lambda: datetime.datetime.now(datetime.UTC)
+    )
     return kopf.Memo(settings=settings, api=api, metrics=metrics, reconciler=reconciler)
 
 
-async def operate(settings: OperatorSettings, memo: kopf.Memo,
-                  stop_flag: threading.Event | None = None, ready_flag: threading.Event | None = None) -> None:
+async def operate(
+    settings: OperatorSettings,
+    memo: kopf.Memo,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
+) -> None:
     await kopf.operator(
         registry=build_registry(settings.rollout_interval_seconds),
         memo=memo,

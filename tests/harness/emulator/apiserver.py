@@ -25,10 +25,12 @@ from tests.harness.emulator.schema import ResourceDef
 from tests.harness.emulator.store import Store, Watcher
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-NAMESPACE = ResourceDef(group="", version="v1", plural="namespaces", kind="Namespace", singular="namespace",
-                        namespaced=False, custom=False)
-EVENT = ResourceDef(group="", version="v1", plural="events", kind="Event", singular="event",
-                    short_names=("ev",), custom=False)
+NAMESPACE = ResourceDef(
+    group="", version="v1", plural="namespaces", kind="Namespace", singular="namespace", namespaced=False, custom=False
+)
+EVENT = ResourceDef(
+    group="", version="v1", plural="events", kind="Event", singular="event", short_names=("ev",), custom=False
+)
 
 
 @attrs.define(kw_only=True)
@@ -80,9 +82,16 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
             return response
         resource = kmock.resource(group=group, version=version, plural=plural)
         request = kmock.Request(
-            raw_request=raw_request, url=raw_request.url, method=raw_request.method,
-            params=dict(raw_request.query), headers=dict(raw_request.headers), body=body,
-            resource=resource, namespace=namespace, name=name, subresource=subresource,
+            raw_request=raw_request,
+            url=raw_request.url,
+            method=raw_request.method,
+            params=dict(raw_request.query),
+            headers=dict(raw_request.headers),
+            body=body,
+            resource=resource,
+            namespace=namespace,
+            name=name,
+            subresource=subresource,
         )
         try:
             return await self._handle(request)
@@ -121,22 +130,27 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         (`fieldValidation` on PATCH): kubectl then skips client-side validation."""
         resources = self.store.resources.values()
         if not group_version:
-            return {"paths": {
-                ("api/" if not r.group else "apis/") + r.api_version: {
-                    "serverRelativeURL": "/openapi/v3/" + ("api/" if not r.group else "apis/") + r.api_version
-                } for r in resources
-            }}
+            return {
+                "paths": {
+                    ("api/" if not r.group else "apis/") + r.api_version: {
+                        "serverRelativeURL": "/openapi/v3/" + ("api/" if not r.group else "apis/") + r.api_version
+                    }
+                    for r in resources
+                }
+            }
         paths = {}
         for r in resources:
             if group_version.split("/", 1)[-1] != r.api_version:
                 continue
             prefix = f"/apis/{r.api_version}" if r.group else f"/api/{r.version}"
             scope = "/namespaces/{namespace}" if r.namespaced else ""
-            paths[f"{prefix}{scope}/{r.plural}/{{name}}"] = {"patch": {
-                "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
-                "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
-                "responses": {},
-            }}
+            paths[f"{prefix}{scope}/{r.plural}/{{name}}"] = {
+                "patch": {
+                    "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+                    "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {},
+                }
+            }
         return {"openapi": "3.0.0", "info": {"title": "emulator", "version": "v1"}, "paths": paths}
 
     def _serve(self, request: kmock.Request, resource: ResourceDef, verb: str) -> aiohttp.web.StreamResponse:
@@ -163,27 +177,46 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
             body = _body(request)
             if not isinstance(body, dict) or body.get("metadata", {}).get("name", name) != name:
                 raise o.ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
-            return _json(store.update(resource, ns, name, lambda _: body, request.subresource,
-                                      require_version=resource.custom, strict_fields=strict))
+            return _json(
+                store.update(
+                    resource,
+                    ns,
+                    name,
+                    lambda _: body,
+                    request.subresource,
+                    require_version=resource.custom,
+                    strict_fields=strict,
+                )
+            )
         if verb == "patch":
             content_type = request.headers.get("Content-Type", "")
-            return _json(store.update(
-                resource, ns, name, lambda cur: o.apply_patch(cur, content_type, request.body, resource),
-                request.subresource, strict_fields=strict,
-            ))
+            return _json(
+                store.update(
+                    resource,
+                    ns,
+                    name,
+                    lambda cur: o.apply_patch(cur, content_type, request.body, resource),
+                    request.subresource,
+                    strict_fields=strict,
+                )
+            )
         if verb == "delete":
             options = _body(request) if request.body else {}
             preconditions = options.get("preconditions") if isinstance(options, dict) else None
             return _json(store.delete(resource, ns, name, preconditions))
         if verb == "deletecollection":
-            gone = [store.delete(resource, ns, obj["metadata"]["name"])
-                    for obj in store.list(resource, ns, request.params.get("labelSelector"))]
-            return _json({"apiVersion": resource.api_version, "kind": f"{resource.kind}List",
-                          "metadata": {}, "items": gone})
+            gone = [
+                store.delete(resource, ns, obj["metadata"]["name"])
+                for obj in store.list(resource, ns, request.params.get("labelSelector"))
+            ]
+            return _json(
+                {"apiVersion": resource.api_version, "kind": f"{resource.kind}List", "metadata": {}, "items": gone}
+            )
         raise o.ApiError(405, "MethodNotAllowed", f"{request.method} is not supported")
 
-    def _respond(self, request: kmock.Request, resource: ResourceDef, obj: dict[str, Any],
-                 rows: list[dict[str, Any]]) -> aiohttp.web.StreamResponse:
+    def _respond(
+        self, request: kmock.Request, resource: ResourceDef, obj: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> aiohttp.web.StreamResponse:
         if "as=Table" in request.headers.get("Accept", ""):
             now = self.store.clock()
             return _json(o.table(resource, rows, str(self.store.revision), now))
@@ -199,11 +232,19 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         if since not in ("", "0"):
             backlog = self.store.events_since(watcher, int(since))
             if backlog is None:
-                backlog = [{"type": "ERROR", "object": o.ApiError(
-                    410, "Expired", f"too old resource version: {since} ({self.store.revision})").status()}]
+                backlog = [
+                    {
+                        "type": "ERROR",
+                        "object": o.ApiError(
+                            410, "Expired", f"too old resource version: {since} ({self.store.revision})"
+                        ).status(),
+                    }
+                ]
         else:
-            backlog = [{"type": "ADDED", "object": obj}
-                       for obj in self.store.list(resource, request.namespace, watcher.labels, fields)]
+            backlog = [
+                {"type": "ADDED", "object": obj}
+                for obj in self.store.list(resource, request.namespace, watcher.labels, fields)
+            ]
         self.store.watchers.append(watcher)
         raw = request._raw_request
         assert raw is not None
@@ -232,12 +273,14 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         return response
 
 
-async def _next_event(queue: asyncio.Queue[dict[str, Any]], stopping: asyncio.Event,
-                      timeout: float | None) -> dict[str, Any] | None:
+async def _next_event(
+    queue: asyncio.Queue[dict[str, Any]], stopping: asyncio.Event, timeout: float | None
+) -> dict[str, Any] | None:
     getter = asyncio.ensure_future(queue.get())
     stopper = asyncio.ensure_future(stopping.wait())
-    done, pending = await asyncio.wait({getter, stopper}, timeout=min(timeout or 1.0, 1.0),
-                                       return_when=asyncio.FIRST_COMPLETED)
+    done, pending = await asyncio.wait(
+        {getter, stopper}, timeout=min(timeout or 1.0, 1.0), return_when=asyncio.FIRST_COMPLETED
+    )
     for task in pending:
         task.cancel()
     return getter.result() if getter in done else None

@@ -47,9 +47,7 @@ def invalid(resource: ResourceDef, name: str, causes: list[str]) -> ApiError:
         "name": name,
         "group": resource.group,
         "kind": resource.kind,
-        "causes": [
-            {"reason": "FieldValueInvalid", "field": c.split(":", 1)[0], "message": c} for c in causes
-        ],
+        "causes": [{"reason": "FieldValueInvalid", "field": c.split(":", 1)[0], "message": c} for c in causes],
     }
     message = f'{resource.kind}.{resource.group} "{name}" is invalid: ' + "; ".join(causes)
     return ApiError(422, "Invalid", message, details)
@@ -57,14 +55,17 @@ def invalid(resource: ResourceDef, name: str, causes: list[str]) -> ApiError:
 
 def not_found(resource: ResourceDef, name: str) -> ApiError:
     return ApiError(
-        404, "NotFound", f'{resource.plural}.{resource.group} "{name}" not found',
+        404,
+        "NotFound",
+        f'{resource.plural}.{resource.group} "{name}" not found',
         {"name": name, "group": resource.group, "kind": resource.plural},
     )
 
 
 def conflict(resource: ResourceDef, name: str) -> ApiError:
     return ApiError(
-        409, "Conflict",
+        409,
+        "Conflict",
         f'Operation cannot be fulfilled on {resource.plural}.{resource.group} "{name}": '
         "the object has been modified; please apply your changes to the latest version and try again",
         {"name": name, "group": resource.group, "kind": resource.plural},
@@ -134,6 +135,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 # ---------------------------------------------------------------- selectors
 
+
 def parse_selector(text: str | None) -> list[tuple[str, str, list[str]]]:
     """`a=b,c!=d,e,!f,g in (h,i)` → [(key, op, values)]; ops: =, !=, exists, !exists, in, notin."""
     if not text:
@@ -177,12 +179,11 @@ def _matches(values: dict[str, str], requirements: list[tuple[str, str, list[str
 def selected(obj: dict[str, Any], labels: str | None, fields: str | None) -> bool:
     meta = obj.get("metadata", {})
     field_values = {"metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", "")}
-    return _matches(meta.get("labels") or {}, parse_selector(labels)) and _matches(
-        field_values, parse_selector(fields)
-    )
+    return _matches(meta.get("labels") or {}, parse_selector(labels)) and _matches(field_values, parse_selector(fields))
 
 
 # ---------------------------------------------------------------- tables (kubectl get)
+
 
 def json_path(obj: Any, path: str) -> Any:
     """The simple `.a.b[0].c` JSONPath of printer columns."""
@@ -211,16 +212,22 @@ def human_age(timestamp: str | None, now: datetime.datetime) -> str:
     return f"{seconds // 86400}d"
 
 
-def table(resource: ResourceDef, objects: list[dict[str, Any]], resource_version: str,
-          now: datetime.datetime) -> dict[str, Any]:
+def table(
+    resource: ResourceDef, objects: list[dict[str, Any]], resource_version: str, now: datetime.datetime
+) -> dict[str, Any]:
     """A `meta.k8s.io/v1` Table built from the CRD's additionalPrinterColumns, as `kubectl get` shows it."""
     columns = list(resource.printer_columns) or [
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     ]
     definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
     definitions += [
-        {"name": c["name"], "type": c["type"], "format": c.get("format", ""),
-         "description": c.get("description", ""), "priority": c.get("priority", 0)}
+        {
+            "name": c["name"],
+            "type": c["type"],
+            "format": c.get("format", ""),
+            "description": c.get("description", ""),
+            "priority": c.get("priority", 0),
+        }
         for c in columns
     ]
     rows = []

@@ -91,8 +91,9 @@ class EmulatorThread:
 
         return self._run(run())  # type: ignore[no-any-return]
 
-    def load_crd(self, crd: dict[str, Any] | str | pathlib.Path,
-                 validators: dict[str, Validator] | None = None) -> list[ResourceDef]:
+    def load_crd(
+        self, crd: dict[str, Any] | str | pathlib.Path, validators: dict[str, Validator] | None = None
+    ) -> list[ResourceDef]:
         """Serve a CRD's versions; `validators` (by version) replace the plain schema check."""
         resources = crd_resources(crd if isinstance(crd, dict) else read_crd(str(crd)))
         for resource in resources:
@@ -109,8 +110,11 @@ class EmulatorThread:
 
     def objects(self, plural: str, namespace: str | None = "default") -> list[dict[str, Any]]:
         def pick(h: ApiServerEmulator) -> list[dict[str, Any]]:
-            return [obj for (rkey, ns, _), obj in h.store.objects.items()
-                    if rkey.rsplit("/", 1)[-1] == plural and (namespace is None or ns == namespace)]
+            return [
+                obj
+                for (rkey, ns, _), obj in h.store.objects.items()
+                if rkey.rsplit("/", 1)[-1] == plural and (namespace is None or ns == namespace)
+            ]
 
         return self.call(pick)
 

@@ -63,17 +63,20 @@ class Store:
             raise o.not_found(resource, name)
         return obj
 
-    def list(self, resource: ResourceDef, namespace: str | None, labels: str | None = None,
-             fields: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, resource: ResourceDef, namespace: str | None, labels: str | None = None, fields: str | None = None
+    ) -> list[dict[str, Any]]:
         return [
-            obj for (rkey, ns, _), obj in sorted(self.objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2]))
+            obj
+            for (rkey, ns, _), obj in sorted(self.objects.items(), key=lambda kv: (kv[0][1] or "", kv[0][2]))
             if rkey == resource.key and (namespace is None or ns == namespace) and o.selected(obj, labels, fields)
         ]
 
     # ------------------------------------------------------------ writes
 
-    def create(self, resource: ResourceDef, namespace: str | None, body: dict[str, Any],
-               strict_fields: bool = False) -> dict[str, Any]:
+    def create(
+        self, resource: ResourceDef, namespace: str | None, body: dict[str, Any], strict_fields: bool = False
+    ) -> dict[str, Any]:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         if resource.namespaced:
@@ -86,9 +89,12 @@ class Store:
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:10]
         o.check_name(resource, meta.get("name", ""))
         if (resource.key, namespace, meta["name"]) in self.objects:
-            raise o.ApiError(409, "AlreadyExists",
-                             f'{resource.plural}.{resource.group} "{meta["name"]}" already exists',
-                             {"name": meta["name"], "group": resource.group, "kind": resource.plural})
+            raise o.ApiError(
+                409,
+                "AlreadyExists",
+                f'{resource.plural}.{resource.group} "{meta["name"]}" already exists',
+                {"name": meta["name"], "group": resource.group, "kind": resource.plural},
+            )
         if resource.status_subresource:
             obj.pop("status", None)
         for stale in ("resourceVersion", "uid", "deletionTimestamp", "creationTimestamp", "generation"):
@@ -102,17 +108,25 @@ class Store:
         self._collect_if_orphaned(resource, created)
         return created
 
-    def update(self, resource: ResourceDef, namespace: str | None, name: str,
-               change: Callable[[dict[str, Any]], dict[str, Any]], subresource: str | None = None,
-               require_version: bool = False, strict_fields: bool = False) -> dict[str, Any]:
+    def update(
+        self,
+        resource: ResourceDef,
+        namespace: str | None,
+        name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        subresource: str | None = None,
+        require_version: bool = False,
+        strict_fields: bool = False,
+    ) -> dict[str, Any]:
         """Replace or patch: `change` maps the current object to the requested one."""
         current = self.get(resource, namespace, name)
         wanted = change(copy.deepcopy(current))
         meta = wanted.setdefault("metadata", {})
         asked = meta.get("resourceVersion")
         if require_version and not asked:
-            raise o.invalid(resource, name,
-                            ["metadata.resourceVersion: Invalid value: 0: must be specified for an update"])
+            raise o.invalid(
+                resource, name, ["metadata.resourceVersion: Invalid value: 0: must be specified for an update"]
+            )
         if asked and asked != current["metadata"]["resourceVersion"]:
             raise o.conflict(resource, name)
         if subresource == "status":
@@ -128,8 +142,11 @@ class Store:
             # Immutable and server-owned metadata.
             new["metadata"] = dict(
                 meta,
-                **{k: current["metadata"][k] for k in ("uid", "creationTimestamp", "generation", "namespace", "name")
-                   if k in current["metadata"]},
+                **{
+                    k: current["metadata"][k]
+                    for k in ("uid", "creationTimestamp", "generation", "namespace", "name")
+                    if k in current["metadata"]
+                },
             )
             if "deletionTimestamp" in current["metadata"]:
                 new["metadata"]["deletionTimestamp"] = current["metadata"]["deletionTimestamp"]
@@ -147,8 +164,9 @@ class Store:
         self._store(resource, "MODIFIED", new)
         return self.objects[(resource.key, namespace, name)]
 
-    def delete(self, resource: ResourceDef, namespace: str | None, name: str,
-               preconditions: dict[str, Any] | None = None) -> dict[str, Any]:
+    def delete(
+        self, resource: ResourceDef, namespace: str | None, name: str, preconditions: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         current = self.get(resource, namespace, name)
         if preconditions:
             for key in ("uid", "resourceVersion"):
@@ -157,8 +175,9 @@ class Store:
         if current["metadata"].get("finalizers"):
             if current["metadata"].get("deletionTimestamp"):
                 return current
-            meta = dict(current["metadata"], deletionTimestamp=o.now_rfc3339(self.clock()),
-                        deletionGracePeriodSeconds=0)
+            meta = dict(
+                current["metadata"], deletionTimestamp=o.now_rfc3339(self.clock()), deletionGracePeriodSeconds=0
+            )
             self._store(resource, "MODIFIED", dict(current, metadata=meta))
             return self.objects[(resource.key, namespace, name)]
         self._remove(resource, (resource.key, namespace, name), current)
@@ -166,8 +185,9 @@ class Store:
 
     # ------------------------------------------------------------ internals
 
-    def _admit(self, resource: ResourceDef, obj: dict[str, Any], strict_fields: bool,
-               old: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _admit(
+        self, resource: ResourceDef, obj: dict[str, Any], strict_fields: bool, old: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Prune unknown fields, default, then validate: what the API server does before storing."""
         name = obj.get("metadata", {}).get("name", "")
         obj, dropped = prune(obj, resource.schema)

@@ -30,8 +30,9 @@ def k8s(api: EmulatorThread) -> kubernetes.client.CustomObjectsApi:
 
 @pytest.fixture
 def settings(api: EmulatorThread) -> OperatorSettings:
-    return OperatorSettings(kube_server=api.url, namespaces="default", peering_name="", metrics_port=0,
-                            health_port=0, log_format="text")
+    return OperatorSettings(
+        kube_server=api.url, namespaces="default", peering_name="", metrics_port=0, health_port=0, log_format="text"
+    )
 
 
 @pytest.fixture

@@ -17,9 +17,20 @@ def _rayservice(name: str, owner: dict[str, str] | None = None) -> dict[str, obj
     meta: dict[str, object] = {"name": name, "labels": {"app": name}}
     if owner:
         meta["ownerReferences"] = [{"apiVersion": "slm.dev/v1alpha1", "kind": "SLMDeployment", **owner}]
-    return {"apiVersion": "ray.io/v1", "kind": "RayService", "metadata": meta,
-            "spec": {"serveConfigV2": "applications: []", "rayClusterConfig": {"headGroupSpec": {
-                "rayStartParams": {}, "template": {"spec": {"containers": [{"name": "h", "image": "i"}]}}}}}}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": meta,
+        "spec": {
+            "serveConfigV2": "applications: []",
+            "rayClusterConfig": {
+                "headGroupSpec": {
+                    "rayStartParams": {},
+                    "template": {"spec": {"containers": [{"name": "h", "image": "i"}]}},
+                }
+            },
+        },
+    }
 
 
 def test_create_stamps_metadata_and_drops_status(k8s: kubernetes.client.CustomObjectsApi) -> None:
@@ -40,7 +51,8 @@ def test_generation_status_isolation_and_stale_writes(k8s: kubernetes.client.Cus
     labelled = k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"metadata": {"labels": {"x": "y"}}})
     assert labelled["metadata"]["generation"] == 1
     with_status = k8s.patch_namespaced_custom_object_status(
-        *SLMD, "tiny", {"spec": {"autoscaling": {"maxReplicas": 9}}, "status": {"phase": "Ready"}})
+        *SLMD, "tiny", {"spec": {"autoscaling": {"maxReplicas": 9}}, "status": {"phase": "Ready"}}
+    )
     assert with_status["status"]["phase"] == "Ready" and with_status["spec"]["autoscaling"]["maxReplicas"] == 1
     changed = k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"autoscaling": {"maxReplicas": 2}}})
     assert changed["metadata"]["generation"] == 2
@@ -75,9 +87,11 @@ def test_json_patch_test_failure_is_422(api: EmulatorThread, k8s: kubernetes.cli
     """kopf guards its patches with JSON-patch `test` ops; a failed test is 422, not a 500."""
     k8s.create_namespaced_custom_object(*SLMD, tiny())
     request = urllib.request.Request(
-        f"{api.url}/apis/slm.dev/v1alpha1/namespaces/default/slmdeployments/tiny", method="PATCH",
+        f"{api.url}/apis/slm.dev/v1alpha1/namespaces/default/slmdeployments/tiny",
+        method="PATCH",
         data=json.dumps([{"op": "test", "path": "/metadata/name", "value": "x"}]).encode(),
-        headers={"Content-Type": "application/json-patch+json"})
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as failed:
         urllib.request.urlopen(request, timeout=10)
     assert failed.value.code == 422
@@ -93,8 +107,9 @@ def test_owner_deletion_collects_dependents(k8s: kubernetes.client.CustomObjects
     assert names(k8s.list_namespaced_custom_object(*RAYS)) == ["other"]
 
 
-def test_selectors_and_watch_from_resource_version(api: EmulatorThread,
-                                                   k8s: kubernetes.client.CustomObjectsApi) -> None:
+def test_selectors_and_watch_from_resource_version(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi
+) -> None:
     k8s.create_namespaced_custom_object(*RAYS, _rayservice("a"))
     listed = k8s.list_namespaced_custom_object(*RAYS)
     k8s.create_namespaced_custom_object(*RAYS, _rayservice("b"))

@@ -16,8 +16,9 @@ def _status(k8s: kubernetes.client.CustomObjectsApi) -> dict[str, object] | None
     return obj if obj.get("status", {}).get("observedGeneration") else None
 
 
-def test_conflicts_and_server_errors_are_retried(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                                                 operator: object) -> None:
+def test_conflicts_and_server_errors_are_retried(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
     api.inject(
         Fault(verb="create", plural="rayservices", code=503, times=2),
         Fault(verb="patch", plural="slmdeployments", subresource="status", code=500, times=1),
@@ -29,39 +30,53 @@ def test_conflicts_and_server_errors_are_retried(api: EmulatorThread, k8s: kuber
     assert api.call(lambda h: [f.hits for f in h.faults]) == [2, 1, 1]
 
 
-def test_conflicting_writer_on_the_rayservice(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                                              operator: object) -> None:
+def test_conflicting_writer_on_the_rayservice(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
     k8s.create_namespaced_custom_object(*SLMD, tiny())
     wait_for(lambda: _status(k8s))
     api.inject(Fault(verb="update", plural="rayservices", code=409, times=3))
     k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"autoscaling": {"maxReplicas": 2}}})
-    rs = wait_for(lambda: (r := rays(k8s))
-                  and "max_replicas: 2" in r["spec"]["serveConfigV2"] and r, what="update despite 409s")
+    rs = wait_for(
+        lambda: (r := rays(k8s)) and "max_replicas: 2" in r["spec"]["serveConfigV2"] and r, what="update despite 409s"
+    )
     assert rs["metadata"]["generation"] == 2
     assert api.count("create", "rayservices") == 1
 
 
-def test_outage_then_recovery(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                              operator: object) -> None:
+def test_outage_then_recovery(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object) -> None:
     k8s.create_namespaced_custom_object(*SLMD, tiny())
     wait_for(lambda: _status(k8s))
     with api.outage():  # connection refused for everyone, watches cut
         wait_for(lambda: api.call(lambda h: not h.store.watchers), what="watches cut")
-        api.call(lambda h: h.store.update(
-            h.store.resources["slm.dev/v1alpha1/slmdeployments"], "default", "tiny",
-            lambda cur: {**cur, "spec": {**cur["spec"], "autoscaling": {"minReplicas": 1, "maxReplicas": 4}}}))
-    rs = wait_for(lambda: (r := rays(k8s))
-                  and "max_replicas: 4" in r["spec"]["serveConfigV2"] and r, timeout=40, what="change after outage")
+        api.call(
+            lambda h: h.store.update(
+                h.store.resources["slm.dev/v1alpha1/slmdeployments"],
+                "default",
+                "tiny",
+                lambda cur: {**cur, "spec": {**cur["spec"], "autoscaling": {"minReplicas": 1, "maxReplicas": 4}}},
+            )
+        )
+    rs = wait_for(
+        lambda: (r := rays(k8s)) and "max_replicas: 4" in r["spec"]["serveConfigV2"] and r,
+        timeout=40,
+        what="change after outage",
+    )
     assert rs and api.count("create", "rayservices") == 1
 
 
-def test_restart_does_no_duplicate_work(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                                        settings: OperatorSettings) -> None:
+def test_restart_does_no_duplicate_work(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, settings: OperatorSettings
+) -> None:
     with operator_in_thread(settings):
         for name in ("a", "b", "c"):
             k8s.create_namespaced_custom_object(*SLMD, tiny(name))
-        wait_for(lambda: all(o.get("status", {}).get("observedGeneration")
-                             for o in k8s.list_namespaced_custom_object(*SLMD)["items"]), what="three statuses")
+        wait_for(
+            lambda: all(
+                o.get("status", {}).get("observedGeneration") for o in k8s.list_namespaced_custom_object(*SLMD)["items"]
+            ),
+            what="three statuses",
+        )
     writes = {verb: api.count(verb, "rayservices") for verb in ("create", "update", "patch")}
     status_writes = api.count("patch", "slmdeployments", "status")
     with operator_in_thread(settings):  # resumes: reads everything, finds nothing to do

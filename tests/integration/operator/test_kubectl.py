@@ -45,8 +45,10 @@ def kubectl(api: EmulatorThread, tmp_path: pathlib.Path):  # type: ignore[no-unt
 def test_apply_get_delete(api: EmulatorThread, kubectl, operator: object) -> None:  # type: ignore[no-untyped-def]
     assert "slmdeployment.slm.dev/tiny created" in kubectl("apply", "-f", str(TINY))
     wait_for(lambda: api.objects("rayservices"), what="RayService")
-    header, row = wait_for(lambda: (lines := kubectl("get", "slmd").splitlines()) and "Deploying" in lines[1]
-                           and lines, what="phase column")
+    header, row = wait_for(
+        lambda: (lines := kubectl("get", "slmd").splitlines()) and "Deploying" in lines[1] and lines,
+        what="phase column",
+    )
     assert header.split() == ["NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "READY", "PHASE", "AGE"]
     assert row.split()[:2] == ["tiny", "tiny"] and "Deploying" in row.split()
     assert "deleted" in kubectl("delete", "-f", str(TINY))

@@ -13,8 +13,9 @@ def _apps(apps: dict[str, object]) -> dict[str, object]:
     return {"status": {"activeServiceStatus": {"applicationStatuses": apps}}}
 
 
-def test_create_builds_owned_rayservice_and_status(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                                                    operator: object) -> None:
+def test_create_builds_owned_rayservice_and_status(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
     created = k8s.create_namespaced_custom_object(*SLMD, tiny())
     rs = wait_for(lambda: rays(k8s), what="RayService")
     owner = rs["metadata"]["ownerReferences"][0]
@@ -27,8 +28,9 @@ def test_create_builds_owned_rayservice_and_status(api: EmulatorThread, k8s: kub
     assert obj["spec"] == created["spec"]  # nothing written to spec
 
 
-def test_rayservice_status_drives_phase_and_replicas(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                                                     operator: object) -> None:
+def test_rayservice_status_drives_phase_and_replicas(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
     """KubeRay is not running here: the test writes the RayService status KubeRay would write."""
     k8s.create_namespaced_custom_object(*SLMD, tiny())
     obj = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
@@ -45,19 +47,23 @@ def test_rayservice_status_drives_phase_and_replicas(api: EmulatorThread, k8s: k
     assert condition(bad, "Ready")["status"] == "False"
     assert condition(bad, "Ready")["reason"] == "StableNotRunning"
     assert "engine crashed" in bad["status"]["message"]  # KubeRay's reason reaches the status
-    reasons = wait_for(lambda: {e["reason"] for e in api.objects("events")} >= {"RayServiceCreated", "Deploying"} and
-                       {e["reason"] for e in api.objects("events")})
+    reasons = wait_for(
+        lambda: (
+            {e["reason"] for e in api.objects("events")} >= {"RayServiceCreated", "Deploying"}
+            and {e["reason"] for e in api.objects("events")}
+        )
+    )
     assert reasons
 
 
-def test_autoscaling_change_updates_in_place(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                                             operator: object) -> None:
+def test_autoscaling_change_updates_in_place(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
     k8s.create_namespaced_custom_object(*SLMD, tiny())
     first = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
     rs = rays(k8s)
     k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"autoscaling": {"maxReplicas": 3}}})
-    after = wait_for(lambda: (r := rays(k8s))["metadata"]["resourceVersion"]
-                     != rs["metadata"]["resourceVersion"] and r)
+    after = wait_for(lambda: (r := rays(k8s))["metadata"]["resourceVersion"] != rs["metadata"]["resourceVersion"] and r)
     assert after["metadata"]["uid"] == rs["metadata"]["uid"]  # same object, updated in place
     assert "max_replicas: 3" in after["spec"]["serveConfigV2"]
     obj = wait_for(lambda: (o := slmd(k8s))["status"]["observedGeneration"] == 2 and o)
@@ -88,8 +94,9 @@ def test_model_change_starts_a_canary_in_the_same_rayservice(
     assert rs["spec"]["rayClusterConfig"] == before["spec"]["rayClusterConfig"]
 
 
-def test_delete_garbage_collects_rayservice(api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi,
-                                            operator: object) -> None:
+def test_delete_garbage_collects_rayservice(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
     k8s.create_namespaced_custom_object(*SLMD, tiny())
     wait_for(lambda: rays(k8s))
     k8s.delete_namespaced_custom_object(*SLMD, "tiny")
@@ -97,9 +104,9 @@ def test_delete_garbage_collects_rayservice(api: EmulatorThread, k8s: kubernetes
     assert not k8s.list_namespaced_custom_object(*SLMD)["items"]
 
 
-def test_invalid_spec_sets_condition_and_builds_nothing(api: EmulatorThread,
-                                                        k8s: kubernetes.client.CustomObjectsApi,
-                                                        operator: object) -> None:
+def test_invalid_spec_sets_condition_and_builds_nothing(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
     """The API server would refuse this object (422); objects stored before a CRD tightened its rules
     are such objects, so the emulator's store receives it directly."""
     bad = tiny()

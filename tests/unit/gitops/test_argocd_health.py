@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from lupa.lua51 import LuaRuntime
+
 from slm_operator.api.models import (
     Condition,
     ConditionType,
