@@ -1,0 +1,82 @@
+"""The router's per-revision Prometheus metrics, through `ray.util.metrics`.
+
+Ray exports them from every node's metrics agent (the port KubeRay's pod monitors scrape, and
+`LocalServe.metrics_url` locally), named with Ray's `ray_` prefix, e.g.
+`ray_slm_router_requests_total{revision="abc",endpoint="chat",code="200"}`. That way several router
+replicas add up in one place, unlike a `/metrics` route that would answer for one random replica.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from ray.util import metrics
+
+_LATENCY_BUCKETS: Final = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+_TTFT_BUCKETS: Final = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+NO_REVISION_TAG: Final = "none"
+"""`revision` tag of requests rejected before a revision was chosen (bad body, unknown model)."""
+
+
+class RouterMetrics:
+    """Requests, errors, latency, time to first token and tokens, tagged by revision."""
+
+    def __init__(self) -> None:
+        self.requests = metrics.Counter(
+            "slm_router_requests_total",
+            description="Requests answered by the router, by revision, endpoint and HTTP status.",
+            tag_keys=("revision", "endpoint", "code"),
+        )
+        self.errors = metrics.Counter(
+            "slm_router_errors_total",
+            description="Requests answered with an HTTP status of 400 or more.",
+            tag_keys=("revision", "endpoint", "code"),
+        )
+        self.latency = metrics.Histogram(
+            "slm_router_request_latency_seconds",
+            description="Time from receiving a request to the end of its answer.",
+            boundaries=_LATENCY_BUCKETS,
+            tag_keys=("revision", "endpoint"),
+        )
+        self.ttft = metrics.Histogram(
+            "slm_router_time_to_first_token_seconds",
+            description="Streaming requests: time from receiving the request to the first token chunk.",
+            boundaries=_TTFT_BUCKETS,
+            tag_keys=("revision", "endpoint"),
+        )
+        self.prompt_tokens = metrics.Counter(
+            "slm_router_prompt_tokens_total",
+            description="Prompt tokens of successful requests.",
+            tag_keys=("revision",),
+        )
+        self.completion_tokens = metrics.Counter(
+            "slm_router_completion_tokens_total",
+            description="Generated tokens of successful requests.",
+            tag_keys=("revision",),
+        )
+
+    def observe(
+        self,
+        revision: str,
+        endpoint: str,
+        status: int,
+        latency_s: float,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+    ) -> None:
+        """One finished request."""
+        code = str(status)
+        tags = {"revision": revision, "endpoint": endpoint, "code": code}
+        self.requests.inc(1, tags)
+        if status >= 400:
+            self.errors.inc(1, tags)
+            return
+        self.latency.observe(latency_s, {"revision": revision, "endpoint": endpoint})
+        if prompt_tokens:
+            self.prompt_tokens.inc(prompt_tokens, {"revision": revision})
+        if completion_tokens:
+            self.completion_tokens.inc(completion_tokens, {"revision": revision})
+
+    def observe_ttft(self, revision: str, endpoint: str, seconds: float) -> None:
+        self.ttft.observe(seconds, {"revision": revision, "endpoint": endpoint})

@@ -1,0 +1,244 @@
+"""`Router`: the OpenAI-compatible ingress deployment in front of every revision's `LLMEngine`.
+
+Request path: HTTP → Serve (proxy or, throughput-optimized, the replica's own port) → `Router.__call__`
+→ pick a revision (`x-slm-revision` pin, else weighted draw from `RouterUserConfig`) → the revision's
+application handle (`serve.get_app_handle`) → `LLMEngine.complete` / `.stream` → back as JSON or SSE,
+with `x-slm-revision` naming the revision that served.
+
+Kept cheap per request: the body is forwarded as bytes (vLLM parses it once, in the engine), no
+pydantic objects, the `/v1/models` answer is precomputed. Weights change through `reconfigure()`
+(a `user_config` change) without restarting the replica.
+
+Scale from zero: a background task polls Serve for which revisions have a running replica (every
+second while one has none, every 5 s otherwise). A request to a revision without one is held (at
+most `max_pending_requests` of them) until its first answer, for at most `cold_start_timeout_s`,
+then answered 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from slm_serving.config import (
+    ENGINE_DEPLOYMENT_NAME,
+    REVISION_HEADER,
+    ROUTER_DEPLOYMENT_NAME,
+    RouterArgs,
+    RouterUserConfig,
+)
+from slm_serving.metrics import NO_REVISION_TAG, RouterMetrics
+from slm_serving.protocol import Head
+from slm_serving.routing import (
+    ENDPOINTS,
+    NO_REVISION,
+    TOO_MANY_PENDING,
+    RequestError,
+    build_health_body,
+    build_models_body,
+    build_route_table,
+    cold_start_timeout,
+    method_not_allowed,
+    not_found,
+    parse_request,
+    revision_failed,
+    unknown_revision,
+)
+
+logger = logging.getLogger("ray.serve")
+
+_JSON = "application/json"
+_NOT_READY_POLL_S = 1.0
+_READY_POLL_S = 5.0
+
+
+@serve.deployment(name=ROUTER_DEPLOYMENT_NAME, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+class Router:
+    """Weighted, pinnable OpenAI router over the revision applications."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self._args = RouterArgs.model_validate(args)
+        self._accepted_models = frozenset((self._args.served_model_name, *self._args.adapter_names))
+        self._models_body = build_models_body(self._args.served_model_name, self._args.adapter_names, int(time.time()))
+        self._table = build_route_table(RouterUserConfig(routes=()))
+        self._handles: dict[str, DeploymentHandle[Any]] = {}
+        self._stream_handles: dict[str, DeploymentHandle[Any]] = {}
+        self._ready: dict[str, bool] = {}
+        self._pending = 0
+        self._metrics = RouterMetrics()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """New weights (a `user_config` change): swapped in place, no restart."""
+        self._table = build_route_table(RouterUserConfig.model_validate(user_config))
+        live = {r.app_name for r in self._table.routes}
+        for stale in set(self._handles) - live:
+            del self._handles[stale], self._stream_handles[stale]
+        logger.info("routes: %s", ", ".join(f"{r.revision}={r.weight}" for r in self._table.routes) or "none")
+
+    async def __call__(self, request: Request) -> Response:
+        started = time.monotonic()
+        path = request.url.path
+        endpoint = ENDPOINTS.get(path)
+        if endpoint is None:
+            return self._non_forwarded(request.method, path)
+        if request.method != "POST":
+            return _error_response(method_not_allowed(request.method, path), None)
+        body = await request.body()
+        parsed = parse_request(body, self._accepted_models)
+        if isinstance(parsed, RequestError):
+            self._metrics.observe(NO_REVISION_TAG, endpoint, parsed.status, 0.0)
+            return _error_response(parsed, None)
+        pin = request.headers.get(REVISION_HEADER)
+        route = self._table.pinned(pin) if pin else self._table.pick(random.random())
+        if route is None:
+            error = unknown_revision(pin) if pin else NO_REVISION
+            self._metrics.observe(pin or NO_REVISION_TAG, endpoint, error.status, 0.0)
+            return _error_response(error, None)
+        if parsed.stream:
+            return await self._stream(route.revision, route.app_name, endpoint, body, started)
+        return await self._complete(route.revision, route.app_name, endpoint, body, started)
+
+    async def _complete(self, revision: str, app: str, endpoint: str, body: bytes, started: float) -> Response:
+        calls: list[Any] = []
+
+        def call() -> Any:
+            calls.append(self._handle(app).complete.remote(endpoint, body))
+            return calls[0]
+
+        head = await self._first(revision, app, call)
+        if isinstance(head, RequestError):
+            if calls:
+                calls[0].cancel()
+            self._metrics.observe(revision, endpoint, head.status, time.monotonic() - started)
+            return _error_response(head, revision)
+        status, payload, prompt_tokens, completion_tokens = head
+        self._metrics.observe(revision, endpoint, status, time.monotonic() - started, prompt_tokens, completion_tokens)
+        return Response(payload, status_code=status, media_type=_JSON, headers={REVISION_HEADER: revision})
+
+    async def _stream(self, revision: str, app: str, endpoint: str, body: bytes, started: float) -> Response:
+        calls: list[Any] = []
+
+        def call() -> Any:
+            calls.append(self._handle(app, stream=True).stream.remote(endpoint, body))
+            return calls[0].__anext__()
+
+        head = await self._first(revision, app, call)
+        if isinstance(head, RequestError):
+            if calls:
+                calls[0].cancel()
+            self._metrics.observe(revision, endpoint, head.status, time.monotonic() - started)
+            return _error_response(head, revision)
+        status, payload = head[0], head[1]
+        if payload is not None:  # an error (or a whole answer) instead of a stream
+            self._metrics.observe(revision, endpoint, status, time.monotonic() - started)
+            return Response(payload, status_code=status, media_type=_JSON, headers={REVISION_HEADER: revision})
+        return StreamingResponse(
+            self._relay(revision, endpoint, calls[0], started),
+            media_type="text/event-stream",
+            headers={REVISION_HEADER: revision},
+        )
+
+    async def _relay(self, revision: str, endpoint: str, chunks: Any, started: float) -> AsyncIterator[str]:
+        first = True
+        usage: tuple[int, int] = (0, 0)
+        status = 200
+        try:
+            async for item in chunks:
+                if isinstance(item, str):
+                    if first:
+                        self._metrics.observe_ttft(revision, endpoint, time.monotonic() - started)
+                        first = False
+                    yield item
+                else:
+                    usage = item
+        except Exception:
+            status = 500
+            logger.exception("stream from revision %s broke off", revision)
+            raise
+        finally:
+            chunks.cancel()
+            self._metrics.observe(revision, endpoint, status, time.monotonic() - started, *usage)
+
+    async def _first(self, revision: str, app: str, call: Callable[[], Awaitable[Any]]) -> Head | RequestError:
+        """The engine's head (from `call()`); held and time-bounded while the revision has no running replica."""
+        cold = not self._ready.get(app, False)
+        if cold and self._pending >= self._args.max_pending_requests:
+            return TOO_MANY_PENDING
+        if cold:
+            self._pending += 1
+        try:
+            if cold:
+                head: Head = await asyncio.wait_for(call(), timeout=self._args.cold_start_timeout_s)
+            else:
+                head = await call()
+            return head
+        except TimeoutError:
+            return cold_start_timeout(revision, self._args.cold_start_timeout_s)
+        except Exception as exc:  # the handle raises Ray/Serve errors of many kinds: all mean "not served"
+            logger.warning("revision %s failed a request: %s", revision, exc)
+            self._ready[app] = False
+            return revision_failed(revision, f"{type(exc).__name__}: {exc}"[:500])
+        finally:
+            if cold:
+                self._pending -= 1
+
+    def _handle(self, app: str, *, stream: bool = False) -> DeploymentHandle[Any]:
+        if self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_readiness())
+        handles = self._stream_handles if stream else self._handles
+        handle = handles.get(app)
+        if handle is None:
+            base = serve.get_app_handle(app)
+            self._handles[app] = base
+            self._stream_handles[app] = base.options(stream=True)
+            handle = handles[app]
+        return handle
+
+    async def _watch_readiness(self) -> None:
+        """Poll Serve for running replicas: often while a revision has none, rarely once all run.
+
+        `serve.status()` costs the router real CPU (it serializes every deployment's config), hence
+        the slow steady-state interval; a failed request marks its revision not ready at once.
+        """
+        while True:
+            apps = [r.app_name for r in self._table.routes]
+            with contextlib.suppress(Exception):  # a failed poll keeps the last known state
+                self._ready = await asyncio.to_thread(_running_apps, apps)
+            all_ready = all(self._ready.get(app, False) for app in apps)
+            await asyncio.sleep(_READY_POLL_S if all_ready else _NOT_READY_POLL_S)
+
+    def _non_forwarded(self, method: str, path: str) -> Response:
+        if path == "/v1/models":
+            if method != "GET":
+                return _error_response(method_not_allowed(method, path), None)
+            return Response(self._models_body, media_type=_JSON)
+        if path == "/healthz":
+            return Response(build_health_body(self._table, self._ready), media_type=_JSON)
+        return _error_response(not_found(path), None)
+
+
+def _running_apps(apps: list[str]) -> dict[str, bool]:
+    """Which revision applications have at least one running engine replica (asks the controller)."""
+    status = serve.status().applications
+    ready = {}
+    for app in apps:
+        deployment = status[app].deployments.get(ENGINE_DEPLOYMENT_NAME) if app in status else None
+        running = deployment.replica_states.items() if deployment else ()
+        ready[app] = any(state == "RUNNING" and count > 0 for state, count in running)  # a str enum
+    return ready
+
+
+def _error_response(error: RequestError, revision: str | None) -> Response:
+    headers = {REVISION_HEADER: revision} if revision else None
+    return Response(error.body(), status_code=error.status, media_type=_JSON, headers=headers)

@@ -1,0 +1,65 @@
+"""`EngineConfig` → the argument namespace vLLM's own OpenAI server would have parsed.
+
+Starting from the defaults of vLLM's server parser (`make_arg_parser`) and setting our fields on
+top means every engine argument and front-end option keeps vLLM's meaning and defaults, and
+`engine_args` may carry any of them. No I/O: model and adapter paths come in already resolved.
+"""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from collections.abc import Mapping
+from typing import Any
+
+from slm_serving.config import EngineConfig
+
+_OWN_FIELDS = frozenset(
+    {"model", "served_model_name", "dtype", "quantization", "max_model_len", "tensor_parallel_size", "revision"}
+)
+"""Set from `EngineConfig`'s typed fields; `engine_args` may not override them."""
+
+_DEFAULTS: dict[str, Any] = {
+    # Only our own stat logger (queue depth for autoscaling) runs: vLLM's default loggers cost CPU per
+    # request and their Prometheus metrics are not exported from a Serve replica anyway.
+    "disable_log_stats": True,
+}
+
+
+def vllm_defaults() -> Namespace:
+    """vLLM's OpenAI server defaults (imports vLLM: call inside a replica or a test)."""
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    args: Namespace = make_arg_parser(FlexibleArgumentParser()).parse_args([])  # type: ignore[no-untyped-call]
+    return args
+
+
+def build_vllm_args(
+    engine: EngineConfig, model_path: str, adapter_paths: Mapping[str, str], defaults: Namespace
+) -> Namespace:
+    """A copy of `defaults` carrying `engine`; raises ValueError naming unknown engine arguments."""
+    unknown = sorted(k for k in engine.engine_args if not hasattr(defaults, k))
+    if unknown:
+        raise ValueError(f"unknown vLLM engine arguments: {', '.join(unknown)}")
+    reserved = sorted(_OWN_FIELDS & engine.engine_args.keys())
+    if reserved:
+        raise ValueError(f"set {', '.join(reserved)} through the model fields, not engineArgs")
+    args = Namespace(**vars(defaults))
+    for key, value in _DEFAULTS.items():
+        setattr(args, key, value)
+    args.model = model_path
+    args.served_model_name = [engine.served_model_name]
+    args.dtype = engine.dtype
+    args.quantization = engine.quantization
+    args.max_model_len = engine.max_model_len
+    args.tensor_parallel_size = engine.tensor_parallel_size
+    args.revision = engine.revision
+    for key, value in engine.engine_args.items():
+        setattr(args, key, value)
+    if adapter_paths:
+        from vllm.entrypoints.openai.models.protocol import LoRAModulePath
+
+        args.enable_lora = True
+        args.max_loras = max(int(getattr(args, "max_loras", 1) or 1), len(adapter_paths))
+        args.lora_modules = [LoRAModulePath(name=name, path=path) for name, path in adapter_paths.items()]
+    return args

@@ -1,0 +1,91 @@
+"""One real local Ray Serve for the serving integration tests: router + two tiny vLLM revisions.
+
+Everything is real (Ray Serve 2.60, the vLLM CPU build, the project's tiny models, the `openai`
+client); the only stand-in is the machine: CPUs instead of GPUs. The stack is shared by the whole
+session because each vLLM engine takes ~30 s to start on 2 cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from slm_serving.config import (
+    ENGINE_DEPLOYMENT_NAME,
+    MODEL_IMPORT_PATH,
+    ROUTER_APP_NAME,
+    ROUTER_DEPLOYMENT_NAME,
+    ROUTER_IMPORT_PATH,
+    EngineConfig,
+    ModelAppArgs,
+    RevisionRoute,
+    RouterArgs,
+    RouterUserConfig,
+    ServeApplicationConfig,
+    ServeConfigV2,
+    ServeDeploymentConfig,
+    revision_app_name,
+)
+from slm_serving.local import LocalServe
+
+MODEL = "tiny"
+GOOD = "good"
+BAD = "bad"
+DEFAULT_WEIGHTS = {GOOD: 80, BAD: 20}
+
+
+def engine_application(revision: str, source: str) -> ServeApplicationConfig:
+    engine = EngineConfig(
+        source=source,
+        served_model_name=MODEL,
+        dtype="bfloat16",
+        max_model_len=256,
+        engine_args={"enforce_eager": True, "gpu_memory_utilization": 0.2},
+    )
+    return ServeApplicationConfig(
+        name=revision_app_name(revision),
+        route_prefix=None,
+        import_path=MODEL_IMPORT_PATH,
+        args=ModelAppArgs(revision=revision, engine=engine).model_dump(mode="json"),
+        deployments=(
+            ServeDeploymentConfig(
+                name=ENGINE_DEPLOYMENT_NAME, num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 1}
+            ),
+        ),
+    )
+
+
+def build_config(
+    weights: dict[str, int], extra_revisions: tuple[ServeApplicationConfig, ...] = (), **router_args: object
+) -> ServeConfigV2:
+    """The router (weights in its user_config) plus the good and bad revisions (plus any extra)."""
+    routes = RouterUserConfig(
+        routes=tuple(RevisionRoute(revision=r, app_name=revision_app_name(r), weight=w) for r, w in weights.items())
+    )
+    router = ServeApplicationConfig(
+        name=ROUTER_APP_NAME,
+        route_prefix="/",
+        import_path=ROUTER_IMPORT_PATH,
+        args=RouterArgs.model_validate({"served_model_name": MODEL, **router_args}).model_dump(mode="json"),
+        deployments=(
+            ServeDeploymentConfig(
+                name=ROUTER_DEPLOYMENT_NAME, num_replicas=1, user_config=routes.model_dump(mode="json")
+            ),
+        ),
+    )
+    return ServeConfigV2(
+        applications=(
+            router,
+            engine_application(GOOD, "tiny://good"),
+            engine_application(BAD, "tiny://bad"),
+            *extra_revisions,
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def local_serve() -> Iterator[LocalServe]:
+    with LocalServe() as local:
+        local.apply(build_config(DEFAULT_WEIGHTS))
+        yield local

@@ -1,0 +1,158 @@
+"""Traffic through the router: weighted split, pins, weights changed live (no restart), metrics."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from slm_serving.config import ENGINE_DEPLOYMENT_NAME, REVISION_HEADER, ROUTER_APP_NAME, ROUTER_DEPLOYMENT_NAME
+from slm_serving.local import LocalServe
+
+from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, build_config
+
+pytestmark = pytest.mark.serving
+
+BODY = {"model": MODEL, "prompt": "What is the capital of Chile?", "max_tokens": 1, "temperature": 0}
+
+
+def _send(url: str, n: int, headers: dict[str, str] | None = None) -> list[httpx.Response]:
+    with httpx.Client(base_url=url, timeout=60) as client, ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda _: client.post("/v1/completions", json=BODY, headers=headers), range(n)))
+
+
+def _served_by(responses: list[httpx.Response]) -> Counter[str]:
+    assert {r.status_code for r in responses} == {200}
+    return Counter(r.headers[REVISION_HEADER] for r in responses)
+
+
+def _replicas(local: LocalServe) -> dict[str, list[tuple[str, int]]]:
+    """(actor id, pid) of every replica, per application/deployment."""
+    out = {}
+    for app_name, app in local.details()["applications"].items():
+        for dep_name, dep in app["deployments"].items():
+            out[f"{app_name}/{dep_name}"] = sorted((r["actor_id"], r["pid"]) for r in dep["replicas"])
+    return out
+
+
+def _eventually(check: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+    """Retry `check` until it returns a truthy value (config changes apply asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
+
+
+def test_weights_split_traffic_within_binomial_bounds(local_serve: LocalServe) -> None:
+    n = 300
+    p = DEFAULT_WEIGHTS[GOOD] / 100
+    counts = _served_by(_send(local_serve.url, n))
+    assert set(counts) <= {GOOD, BAD}
+    margin = 4.5 * math.sqrt(n * p * (1 - p))  # false-failure odds ~1e-5
+    assert abs(counts[GOOD] - n * p) <= margin, counts
+
+
+def test_pin_overrides_weights(local_serve: LocalServe) -> None:
+    assert _served_by(_send(local_serve.url, 20, {REVISION_HEADER: BAD})) == Counter({BAD: 20})
+
+
+def test_unknown_and_unreachable_revisions(local_serve: LocalServe) -> None:
+    unknown = httpx.post(f"{local_serve.url}/v1/completions", json=BODY, headers={REVISION_HEADER: "nope"}, timeout=30)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "revision_not_found"
+
+
+def test_user_config_change_reconfigures_without_restart(local_serve: LocalServe) -> None:
+    before = _replicas(local_serve)
+    assert before[f"{ROUTER_APP_NAME}/{ROUTER_DEPLOYMENT_NAME}"]
+    try:
+        local_serve.apply(build_config({GOOD: 0, BAD: 100}))
+        assert _eventually(lambda: _served_by(_send(local_serve.url, 20)) == Counter({BAD: 20}))
+
+        local_serve.apply(build_config({GOOD: 0, BAD: 0}))
+
+        def unpinned_refused() -> bool:
+            response = httpx.post(f"{local_serve.url}/v1/completions", json=BODY, timeout=30)
+            return response.status_code == 503 and response.json()["error"]["code"] == "no_revision"
+
+        assert _eventually(unpinned_refused)
+        # weight 0 still serves pinned requests (canary validation before any traffic)
+        assert _served_by(_send(local_serve.url, 4, {REVISION_HEADER: GOOD})) == Counter({GOOD: 4})
+    finally:
+        local_serve.apply(build_config(DEFAULT_WEIGHTS))
+    assert _eventually(lambda: GOOD in _served_by(_send(local_serve.url, 20)))
+    assert _replicas(local_serve) == before  # same actors, same processes: nothing restarted
+
+
+def test_route_to_missing_application_is_503(local_serve: LocalServe) -> None:
+    try:
+        local_serve.apply(build_config({**DEFAULT_WEIGHTS, "ghost": 0}))
+
+        def ghost_refused() -> bool:
+            r = httpx.post(
+                f"{local_serve.url}/v1/completions", json=BODY, headers={REVISION_HEADER: "ghost"}, timeout=30
+            )
+            return r.status_code == 503 and r.json()["error"]["code"] == "revision_unavailable"
+
+        assert _eventually(ghost_refused)
+    finally:
+        local_serve.apply(build_config(DEFAULT_WEIGHTS))
+
+
+def _counter(text: str, metric: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(metric + "{"):
+            continue
+        label_text = line[len(metric) + 1 : line.index("}")]
+        found = dict(re.findall(r'(\w+)="([^"]*)"', label_text))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_per_revision_metrics_are_scrapeable(local_serve: LocalServe) -> None:
+    _send(local_serve.url, 6, {REVISION_HEADER: BAD})
+    stream_body = {**BODY, "max_tokens": 4, "stream": True}
+    with httpx.stream(
+        "POST", f"{local_serve.url}/v1/completions", json=stream_body, headers={REVISION_HEADER: GOOD}, timeout=60
+    ) as r:
+        r.read()
+    httpx.post(f"{local_serve.url}/v1/completions", json={**BODY, "model": "x"}, timeout=30)
+
+    def scrape() -> str | None:
+        text = httpx.get(local_serve.metrics_url, timeout=10).text
+        ready = (
+            _counter(text, "ray_slm_router_requests_total", revision=BAD, code="200") >= 6
+            and _counter(text, "ray_slm_router_time_to_first_token_seconds_count", revision=GOOD) >= 1
+            and _counter(text, "ray_slm_router_errors_total", code="404") >= 1
+        )
+        return text if ready else None
+
+    text = _eventually(scrape, timeout_s=90)
+    assert text, "router metrics never appeared on the Ray metrics endpoint"
+    assert _counter(text, "ray_slm_router_completion_tokens_total", revision=BAD) >= 6
+    assert _counter(text, "ray_slm_router_prompt_tokens_total", revision=GOOD) >= 1
+    assert _counter(text, "ray_slm_router_request_latency_seconds_count", revision=BAD, endpoint="completions") >= 6
+    assert _counter(text, "ray_slm_router_errors_total", revision="none", code="404") >= 1
+
+
+def test_engine_reports_queue_metrics(local_serve: LocalServe) -> None:
+    """The deployment publishes vLLM's waiting/running counts as Serve custom autoscaling metrics."""
+    from ray import serve
+
+    handle = serve.get_app_handle("rev-good")
+    stats = handle.record_autoscaling_stats.remote().result(timeout_s=30)
+    assert set(stats) == {"num_requests_waiting", "num_requests_running"}
+    assert all(v >= 0 for v in stats.values())
+    assert handle.queue_depth.remote().result(timeout_s=30) >= 0
+    assert ENGINE_DEPLOYMENT_NAME == "LLMEngine"
