@@ -86,7 +86,7 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
                 "promotion",
             )
             good = promoted["status"]["stableRevision"]
-            assert "Promoted" in _reasons(api)
+            wait_for(lambda: "Promoted" in _reasons(api), 30, "the Promoted event")  # events are posted async
 
             # A bad revision answers wrongly: rolled back before any user traffic reaches it.
             k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"source": "tiny://bad"}}})
@@ -101,6 +101,7 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
                 ROLLOUT_TIMEOUT,
                 "rollback",
             )
+            wait_for(lambda: "RolledBack" in _reasons(api), 30, "the RolledBack event")
             stop_load.set()
             load.join(60)
     status = rolled_back["status"]
@@ -109,7 +110,6 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
     assert validation["passed"] is False and validation["revision"] != good
     failing = [r for r in validation["results"] if not r["passed"]]
     assert failing and all(r["answer"] for r in failing)  # what the bad model answered is recorded
-    assert "RolledBack" in _reasons(api)
     assert stats.failed == 0, stats.failures[:5]
     assert stats.ok > 0 and validation["revision"] not in stats.by_revision  # users never saw it
     assert not kuberay.errors or all("409" in e for e in kuberay.errors), kuberay.errors[:3]
