@@ -79,7 +79,11 @@ def main() -> None:
             peak = max(peak, rss_mib(operator.pid, "VmHWM"))
         finally:
             operator.terminate()
-            operator.wait(30)
+            try:
+                operator.wait(30)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+                operator.wait()
     print(json.dumps({"create_seconds": round(created_s, 2), "rayservices": count}), file=sys.stderr)
     print(
         json.dumps(

@@ -66,11 +66,13 @@ def _reconcile(memo: Any, body: kopf.Body, retry: int) -> None:
 
 
 def needs_timer(status: Any, spec: Any, **_: Any) -> bool:
-    """Only SLMDeployments with something time-driven get a timer: a rollout in progress, a deployment
-    not yet settled, or continuous quality checks."""
+    """Only SLMDeployments with something time-driven get a timer: a rollout in progress (pauses,
+    validation, live metrics), a retired revision still to remove, or continuous quality checks.
+    Deploying needs none: the RayService's status changes reach the operator through its watch."""
     status = status or {}
     quality = ((spec or {}).get("rollout") or {}).get("validation", {}).get("qualityCheckIntervalSeconds", 0)
-    return bool(status.get("canaryRevision") or status.get("phase") not in ("Ready", "Failed") or quality)
+    draining = len(status.get("revisions") or []) > 1  # a retired revision waits for the router to settle
+    return bool(status.get("canaryRevision") or status.get("rollout") or draining or quality)
 
 
 def build_registry(rollout_interval_seconds: float = 5.0) -> kopf.OperatorRegistry:
