@@ -164,4 +164,4 @@ def test_rollout_commands_through_the_annotation(
     assert condition(aborted, "Degraded")["reason"] == "RolledBack"
     assert canary != stable
     wait_for(command_cleared, what="abort annotation removed")
-    assert {"Paused", "RolledBack"} <= {e["reason"] for e in api.objects("events")}
+    wait_for(lambda: {"Paused", "RolledBack"} <= {e["reason"] for e in api.objects("events")}, what="events")
