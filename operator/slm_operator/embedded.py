@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +39,10 @@ from slm_operator.rollout.actions import (
 from slm_operator.rollout.decide import Observation, RolloutSettings, decide
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, ROUTER_APP_NAME, revision_app_name
 from slm_serving.local import LocalServe, LocalServeError
+
+ROUTES_SETTLE_S = 5.0
+"""How long after a config change the router counts as reconfigured: a retired revision's application
+is deleted only then (a request still routed to a deleted application would wait for it in vain)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class EmbeddedRollout:
     peak_replicas: int = 0
     """Most engine replicas running at once, all revisions together (rollout cost)."""
     _applied: tuple[tuple[str, int], ...] | None = None
+    _applied_at: float = 0.0
     _last_error: str | None = None
     observer: RolloutObserver = field(default_factory=RolloutObserver)
 
@@ -129,7 +135,11 @@ class EmbeddedRollout:
         running, replicas = observe_revisions(details, revisions)
         self.peak_replicas = max(self.peak_replicas, sum(replicas.values()))
         router = (details.get("applications") or {}).get(ROUTER_APP_NAME) or {}
-        routes_settled = self._applied == _weights(self.status) and router.get("status") == "RUNNING"
+        routes_settled = (
+            self._applied == _weights(self.status)
+            and router.get("status") == "RUNNING"
+            and time.monotonic() - self._applied_at >= ROUTES_SETTLE_S
+        )
         validation, live = self.observer.take()
         return Observation(
             running=running,
@@ -147,7 +157,7 @@ class EmbeddedRollout:
         wanted = _weights(self.status)
         if wanted != self._applied and self.status.revisions:
             self.local.apply(build_serve_config(self.spec, self.status), wait=False)
-            self._applied = wanted
+            self._applied, self._applied_at = wanted, time.monotonic()
 
     def _carry_out(self, action: Action) -> None:
         assert self.spec is not None
