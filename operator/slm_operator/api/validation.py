@@ -87,14 +87,24 @@ def _default_in_place(obj: Any, schema: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- structural schema
 
 
-def to_json_schema(node: Any) -> Any:
-    """A Kubernetes structural schema (OpenAPI v3.0) → JSON Schema draft 7, unknown fields rejected."""
+def to_json_schema(node: Any, *, reject_unknown: bool = True) -> Any:
+    """A Kubernetes structural schema (OpenAPI v3.0) → JSON Schema draft 7. With `reject_unknown`, fields
+    the schema does not declare are errors (kubectl's strict field validation); without, they pass (the
+    API server then prunes them)."""
     if isinstance(node, list):
-        return [to_json_schema(n) for n in node]
+        return [to_json_schema(n, reject_unknown=reject_unknown) for n in node]
     if not isinstance(node, dict):
         return node
-    out = {k: to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    out = {
+        k: to_json_schema(v, reject_unknown=reject_unknown)
+        for k, v in node.items()
+        if not k.startswith("x-kubernetes-") and k != "properties"
+    }
+    if isinstance(node.get("properties"), dict):
+        # `properties` maps field names, not schema keywords: a field may be named x-kubernetes-….
+        out["properties"] = {k: to_json_schema(v, reject_unknown=reject_unknown) for k, v in node["properties"].items()}
     if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     if out.pop("nullable", False) and "type" in out:
         out["type"] = [out["type"], "null"]
@@ -103,7 +113,7 @@ def to_json_schema(node: Any) -> Any:
             out[exclusive] = out.pop(bound)
         elif exclusive in out:
             del out[exclusive]
-    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+    if reject_unknown and "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
         out["additionalProperties"] = False
     if "metadata" in out.get("properties", {}):
         out["properties"]["metadata"] = {"type": "object"}

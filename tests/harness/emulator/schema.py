@@ -19,6 +19,8 @@ from typing import Any
 
 import jsonschema
 
+from slm_operator.api.validation import to_json_schema
+
 Validator = Callable[[dict[str, Any]], list[str]]
 """Returns messages `path: message` for an object; empty when valid."""
 
@@ -78,7 +80,7 @@ def crd_resources(crd: dict[str, Any]) -> list[ResourceDef]:
 
 
 def schema_validator(schema: dict[str, Any]) -> Validator:
-    checker = jsonschema.Draft7Validator(to_json_schema(copy.deepcopy(schema)))
+    checker = jsonschema.Draft7Validator(to_json_schema(schema, reject_unknown=False))
 
     def validate(obj: dict[str, Any]) -> list[str]:
         errors = sorted(checker.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
@@ -101,29 +103,6 @@ def _dotted(path: Any) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "<root>"
-
-
-def to_json_schema(node: Any) -> Any:
-    """OpenAPI v3.0 structural schema → JSON Schema (nullable, int-or-string, exclusive bounds)."""
-    if isinstance(node, list):
-        return [to_json_schema(v) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-") and k != "properties"}
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if out.pop("nullable", False) and "type" in out:
-        out["type"] = [out["type"], "null"]
-    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-        if out.get(exclusive) is True:
-            out[exclusive] = out.pop(bound)
-        elif exclusive in out:
-            out.pop(exclusive)
-    if isinstance(node.get("properties"), dict):
-        # `properties` is a map of names, not schema keywords: keep x-kubernetes-* names out of the strip.
-        out["properties"] = {k: to_json_schema(v) for k, v in node["properties"].items()}
-    return out
 
 
 def prune(obj: Any, schema: dict[str, Any] | None, path: str = "") -> tuple[Any, list[str]]:
