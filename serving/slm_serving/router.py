@@ -9,6 +9,10 @@ Kept cheap per request: the body is forwarded as bytes (vLLM parses it once, in 
 pydantic objects, the `/v1/models` answer is precomputed. Weights change through `reconfigure()`
 (a `user_config` change) without restarting the replica.
 
+Retired revisions: a request still waiting for its answer from a revision that a new `user_config`
+removes is cancelled there and sent again through the new routes (a pinned one gets 404): a Serve
+handle to a deleted application would otherwise hold it forever.
+
 Scale from zero: a background task polls Serve for which revisions have a running replica (every
 second while one has none, every 5 s otherwise). A request to a revision without one is held (at
 most `max_pending_requests` of them) until its first answer, for at most `cold_start_timeout_s`,
@@ -75,15 +79,20 @@ class Router:
         self._stream_handles: dict[str, DeploymentHandle[Any]] = {}
         self._ready: dict[str, bool] = {}
         self._pending = 0
+        self._waiting: dict[str, set[asyncio.Future[Any]]] = {}
         self._metrics = RouterMetrics()
         self._watcher: asyncio.Task[None] | None = None
 
-    def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """New weights (a `user_config` change): swapped in place, no restart."""
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """New weights (a `user_config` change): swapped in place, no restart. Async, so it runs on the
+        event loop that serves requests and can cancel their waits on retired revisions."""
         self._table = build_route_table(RouterUserConfig.model_validate(user_config))
         live = {r.app_name for r in self._table.routes}
         for stale in set(self._handles) - live:
             del self._handles[stale], self._stream_handles[stale]
+        for stale in set(self._waiting) - live:
+            for waiting in self._waiting.pop(stale):
+                waiting.cancel()
         logger.info("routes: %s", ", ".join(f"{r.revision}={r.weight}" for r in self._table.routes) or "none")
 
     async def __call__(self, request: Request) -> Response:
@@ -100,16 +109,18 @@ class Router:
             self._metrics.observe(NO_REVISION_TAG, endpoint, parsed.status, 0.0)
             return _error_response(parsed, None)
         pin = request.headers.get(REVISION_HEADER)
-        route = self._table.pinned(pin) if pin else self._table.pick(random.random())
-        if route is None:
-            error = unknown_revision(pin) if pin else NO_REVISION
-            self._metrics.observe(pin or NO_REVISION_TAG, endpoint, error.status, 0.0)
-            return _error_response(error, None)
-        if parsed.stream:
-            return await self._stream(route.revision, route.app_name, endpoint, body, started)
-        return await self._complete(route.revision, route.app_name, endpoint, body, started)
+        forward = self._stream if parsed.stream else self._complete
+        while True:  # again only when the chosen revision was retired before it answered
+            route = self._table.pinned(pin) if pin else self._table.pick(random.random())
+            if route is None:
+                error = unknown_revision(pin) if pin else NO_REVISION
+                self._metrics.observe(pin or NO_REVISION_TAG, endpoint, error.status, 0.0)
+                return _error_response(error, None)
+            response = await forward(route.revision, route.app_name, endpoint, body, started)
+            if response is not None:
+                return response
 
-    async def _complete(self, revision: str, app: str, endpoint: str, body: bytes, started: float) -> Response:
+    async def _complete(self, revision: str, app: str, endpoint: str, body: bytes, started: float) -> Response | None:
         calls: list[Any] = []
 
         def call() -> Any:
@@ -117,16 +128,18 @@ class Router:
             return calls[0]
 
         head = await self._first(revision, app, call)
-        if isinstance(head, RequestError):
+        if head is None or isinstance(head, RequestError):
             if calls:
                 calls[0].cancel()
+            if head is None:
+                return None
             self._metrics.observe(revision, endpoint, head.status, time.monotonic() - started)
             return _error_response(head, revision)
         status, payload, prompt_tokens, completion_tokens = head
         self._metrics.observe(revision, endpoint, status, time.monotonic() - started, prompt_tokens, completion_tokens)
         return Response(payload, status_code=status, media_type=_JSON, headers={REVISION_HEADER: revision})
 
-    async def _stream(self, revision: str, app: str, endpoint: str, body: bytes, started: float) -> Response:
+    async def _stream(self, revision: str, app: str, endpoint: str, body: bytes, started: float) -> Response | None:
         calls: list[Any] = []
 
         def call() -> Any:
@@ -134,9 +147,11 @@ class Router:
             return calls[0].__anext__()
 
         head = await self._first(revision, app, call)
-        if isinstance(head, RequestError):
+        if head is None or isinstance(head, RequestError):
             if calls:
                 calls[0].cancel()
+            if head is None:
+                return None
             self._metrics.observe(revision, endpoint, head.status, time.monotonic() - started)
             return _error_response(head, revision)
         status, payload = head[0], head[1]
@@ -170,19 +185,30 @@ class Router:
             chunks.cancel()
             self._metrics.observe(revision, endpoint, status, time.monotonic() - started, *usage)
 
-    async def _first(self, revision: str, app: str, call: Callable[[], Awaitable[Any]]) -> Head | RequestError:
-        """The engine's head (from `call()`); held and time-bounded while the revision has no running replica."""
+    async def _first(self, revision: str, app: str, call: Callable[[], Awaitable[Any]]) -> Head | RequestError | None:
+        """The engine's head (from `call()`); held and time-bounded while the revision has no running
+        replica. None: the revision was retired (`reconfigure`) before it answered."""
         cold = not self._ready.get(app, False)
         if cold and self._pending >= self._args.max_pending_requests:
             return TOO_MANY_PENDING
         if cold:
             self._pending += 1
+        waiting = self._waiting.setdefault(app, set())
+        answer: asyncio.Future[Head] | None = None
         try:
+            answer = asyncio.ensure_future(call())
+            waiting.add(answer)
             if cold:
-                head: Head = await asyncio.wait_for(call(), timeout=self._args.cold_start_timeout_s)
+                head: Head = await asyncio.wait_for(answer, timeout=self._args.cold_start_timeout_s)
             else:
-                head = await call()
+                head = await answer
             return head
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the client went away: not ours to retry
+            logger.info("revision %s was retired before it answered; routing the request again", revision)
+            return None
         except TimeoutError:
             return cold_start_timeout(revision, self._args.cold_start_timeout_s)
         except Exception as exc:  # the handle raises Ray/Serve errors of many kinds: all mean "not served"
@@ -190,6 +216,8 @@ class Router:
             self._ready[app] = False
             return revision_failed(revision, f"{type(exc).__name__}: {exc}"[:500])
         finally:
+            if answer is not None:
+                waiting.discard(answer)
             if cold:
                 self._pending -= 1
 

@@ -16,7 +16,7 @@ import pytest
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, REVISION_HEADER, ROUTER_APP_NAME, ROUTER_DEPLOYMENT_NAME
 from slm_serving.local import LocalServe
 
-from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, build_config
+from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, build_config, engine_application
 
 pytestmark = pytest.mark.serving
 
@@ -156,3 +156,26 @@ def test_engine_reports_queue_metrics(local_serve: LocalServe) -> None:
     assert all(v >= 0 for v in stats.values())
     assert handle.queue_depth.remote().result(timeout_s=30) >= 0
     assert ENGINE_DEPLOYMENT_NAME == "LLMEngine"
+
+
+def test_requests_waiting_on_a_retired_revision_are_answered_by_the_new_routes(local_serve: LocalServe) -> None:
+    """A promotion removes the old revision's route and deletes its application in one config. Requests
+    still queued for it (here: behind `max_ongoing_requests=1`) are routed again instead of waiting
+    for a deleted application forever."""
+    retiring = engine_application("retiring", "tiny://good")
+    retiring = retiring.model_copy(
+        update={"deployments": (retiring.deployments[0].model_copy(update={"max_ongoing_requests": 1}),)}
+    )
+    body = {**BODY, "max_tokens": 64, "ignore_eos": True}
+    try:
+        local_serve.apply(build_config({GOOD: 0, BAD: 0, "retiring": 100}, (retiring,)))
+        with httpx.Client(base_url=local_serve.url, timeout=90) as client, ThreadPoolExecutor(12) as pool:
+            pending = [pool.submit(client.post, "/v1/completions", json=body) for _ in range(12)]
+            time.sleep(1.0)  # most of them now wait in the router for the one busy replica
+            local_serve.apply(build_config({GOOD: 100, BAD: 0}), wait=False)
+            responses = [future.result() for future in pending]
+        served = _served_by(responses)
+        assert set(served) <= {"retiring", GOOD}, served
+        assert served[GOOD] > 0, served  # rerouted, not served by the deleted application
+    finally:
+        local_serve.apply(build_config(DEFAULT_WEIGHTS))
