@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
@@ -37,7 +36,8 @@ from slm_operator.rollout.actions import (
     RunValidation,
 )
 from slm_operator.rollout.decide import Observation, RolloutSettings, decide
-from slm_serving.config import ENGINE_DEPLOYMENT_NAME, ROUTER_APP_NAME, revision_app_name
+from slm_operator.serve_details import read_revisions
+from slm_serving.config import ROUTER_APP_NAME
 from slm_serving.local import LocalServe, LocalServeError
 
 ROUTES_SETTLE_S = 5.0
@@ -132,8 +132,8 @@ class EmbeddedRollout:
     def _observe(self) -> Observation:
         details = self.local.details()
         revisions = [r.name for r in self.status.revisions] if self.status else []
-        running, replicas = observe_revisions(details, revisions)
-        self.peak_replicas = max(self.peak_replicas, sum(replicas.values()))
+        replicas = read_revisions(details, revisions)
+        self.peak_replicas = max(self.peak_replicas, sum(replicas.ready.values()))
         router = (details.get("applications") or {}).get(ROUTER_APP_NAME) or {}
         routes_settled = (
             self._applied == _weights(self.status)
@@ -142,8 +142,9 @@ class EmbeddedRollout:
         )
         validation, live = self.observer.take()
         return Observation(
-            running=running,
-            ready_replicas=replicas,
+            running=replicas.running,
+            ready_replicas=replicas.ready,
+            desired_replicas=replicas.desired,
             routes_settled=routes_settled,
             validation=validation,
             live=live,
@@ -183,21 +184,6 @@ class EmbeddedRollout:
         event = LocalEvent(datetime.now(UTC), kind, reason, message)
         self.events.append(event)
         self.on_event(event)
-
-
-def observe_revisions(details: dict[str, Any], revisions: list[str]) -> tuple[frozenset[str], dict[str, int]]:
-    """From Serve's `ServeInstanceDetails`: revisions whose application is RUNNING, and the RUNNING
-    replicas of each revision's engine."""
-    apps = details.get("applications") or {}
-    running: set[str] = set()
-    replicas: dict[str, int] = {}
-    for revision in revisions:
-        app = apps.get(revision_app_name(revision)) or {}
-        engine = (app.get("deployments") or {}).get(ENGINE_DEPLOYMENT_NAME) or {}
-        replicas[revision] = sum(1 for r in engine.get("replicas") or [] if r.get("state") == "RUNNING")
-        if app.get("status") == "RUNNING":
-            running.add(revision)
-    return frozenset(running), replicas
 
 
 def fit_to_machine(spec: SLMDeploymentSpec, *, has_gpu: bool) -> SLMDeploymentSpec:

@@ -75,7 +75,17 @@ def needs_timer(status: Any, spec: Any, **_: Any) -> bool:
     return bool(status.get("canaryRevision") or status.get("rollout") or draining or quality)
 
 
-def build_registry(rollout_interval_seconds: float = 5.0) -> kopf.OperatorRegistry:
+def autoscaled(status: Any, spec: Any, **kwargs: Any) -> bool:
+    """Replicas may change with no event at all (Serve's autoscaler): refresh their counts in status
+    on a slow timer, unless the rollout timer already runs."""
+    scaling = (spec or {}).get("autoscaling") or {}
+    varies = scaling.get("minReplicas", 1) != scaling.get("maxReplicas", 1)
+    return bool(varies and (status or {}).get("stableRevision") and not needs_timer(status, spec, **kwargs))
+
+
+def build_registry(
+    rollout_interval_seconds: float = 5.0, replicas_interval_seconds: float = 30.0
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -100,12 +110,18 @@ def build_registry(rollout_interval_seconds: float = 5.0) -> kopf.OperatorRegist
         """Pauses elapse, validations finish and quality checks fall due without any watch event."""
         _reconcile(memo, body, retry=0)
 
+    @kopf.timer(*SLMD, registry=registry, interval=replicas_interval_seconds, idle=None, when=autoscaled)
+    def replicas_tick(body: kopf.Body, memo: Any, **_: Any) -> None:
+        """Ready and desired replicas per revision (and a Scaled Event when the target moved)."""
+        _reconcile(memo, body, retry=0)
+
     @kopf.on.delete(*SLMD, registry=registry, optional=True)
     def deleted(
         namespace: str | None, name: str, memo: Any, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
     ) -> None:
         """No finalizer: the RayService goes with its owner by garbage collection."""
         memo.metrics.set_phase(namespace or "", name, None)
+        memo.metrics.set_replicas(namespace or "", name, [])
         memo.reconciler.forget(namespace or "", name)
         logger.info("SLMDeployment deleted; its RayService is garbage-collected")
 

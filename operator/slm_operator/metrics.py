@@ -6,7 +6,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from slm_operator.api.models import Phase
+from slm_operator.api.models import Phase, RevisionStatus
 
 
 class OperatorMetrics:
@@ -37,6 +37,28 @@ class OperatorMetrics:
             ["namespace", "name", "revision"],
             registry=self.registry,
         )
+
+        self.replicas = Gauge(
+            "slm_revision_replicas",
+            "Engine replicas of each live revision: ready (serving) and desired (the autoscaler's target).",
+            ["namespace", "name", "revision", "state"],
+            registry=self.registry,
+        )
+        self._revisions: dict[tuple[str, str], set[str]] = {}
+
+    def set_replicas(self, namespace: str, name: str, revisions: list[RevisionStatus]) -> None:
+        """One ready and one desired series per live revision; a revision that is gone loses its series."""
+        live = {r.name for r in revisions}
+        for gone in self._revisions.pop((namespace, name), set()) - live:
+            for state in ("ready", "desired"):
+                with contextlib.suppress(KeyError):
+                    self.replicas.remove(namespace, name, gone, state)
+        for revision in revisions:
+            self.replicas.labels(namespace, name, revision.name, "ready").set(revision.ready_replicas)
+            if revision.desired_replicas is not None:
+                self.replicas.labels(namespace, name, revision.name, "desired").set(revision.desired_replicas)
+        if live:
+            self._revisions[(namespace, name)] = live
 
     def record_quality(self, namespace: str, name: str, revision: str, pass_rate: float) -> None:
         self.quality.labels(namespace, name, revision).set(pass_rate)

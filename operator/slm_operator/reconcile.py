@@ -31,6 +31,7 @@ from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics
 from slm_operator.rollout.conditions import format_time, parse_time
 from slm_operator.rollout.decide import decide
 from slm_operator.rollout.working import Observation, RolloutSettings
+from slm_operator.serve_details import RevisionReplicas, fetch_serve_details, read_revisions
 from slm_operator.settings import OperatorSettings
 from slm_operator.status import (
     ServeObservation,
@@ -44,6 +45,9 @@ from slm_operator.status import (
 from slm_serving.config import ROUTER_APP_NAME
 
 log = logging.getLogger(__name__)
+
+SERVE_DETAILS_TIMEOUT_S = 2.0
+"""Short: the replica counts are nice to have, and a pass holds the object's lock while it waits."""
 
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """(SLMDeployment body, type Normal|Warning, reason, message) → posts a Kubernetes Event."""
@@ -178,17 +182,36 @@ class Reconciler:
         revisions = [r.name for r in previous.revisions] if previous is not None else []
         observed = observe(existing)
         running = running_revisions(observed, revisions)
+        meta = deployment.metadata  # Serve is asked only once KubeRay reports it up: then it answers fast
+        replicas = self._serve_replicas(str(meta["namespace"]), str(meta["name"]), revisions) if running else None
         validation, live = observer.take()
         annotations = deployment.metadata.get("annotations")
         command = annotations.get(constants.ANNOTATION_ROLLOUT_COMMAND) if isinstance(annotations, dict) else None
         return Observation(
             running=running,
-            ready_replicas=estimate_ready_replicas(deployment.spec, previous, running),
+            ready_replicas=(
+                replicas.ready if replicas is not None else estimate_ready_replicas(deployment.spec, previous, running)
+            ),
+            desired_replicas=replicas.desired if replicas is not None else {},
             routes_settled=self._routes_settled(deployment, previous, existing, observed, now),
             validation=validation,
             live=live,
             command=str(command) if command is not None else None,
         )
+
+    def _serve_replicas(self, namespace: str, name: str, revisions: list[str]) -> RevisionReplicas | None:
+        """Replica counts from Serve's REST API on the RayService's head; None when it cannot be read
+        (not up yet, network policy): the status then estimates them from application states."""
+        template = self.settings.dashboard_url_template
+        if not template or not revisions:
+            return None
+        url = template.format(name=name, namespace=namespace)
+        try:
+            details = fetch_serve_details(url, timeout_s=SERVE_DETAILS_TIMEOUT_S)
+        except (httpx.HTTPError, ValueError) as error:
+            log.debug("Serve details of %s unavailable: %s", url, error)
+            return None
+        return read_revisions(details, revisions)
 
     def _routes_settled(
         self,
@@ -276,6 +299,7 @@ class Reconciler:
         key = (meta["namespace"], meta["name"])
         document = status_document(status)
         self.metrics.set_phase(*key, status.phase)
+        self.metrics.set_replicas(*key, status.revisions)
         if previous is not None and status_document(previous) == document:
             return
         self.api.patch_deployment_status(*key, document)

@@ -40,7 +40,7 @@ async def operate(
     ready_flag: threading.Event | None = None,
 ) -> None:
     await kopf.operator(
-        registry=build_registry(settings.rollout_interval_seconds),
+        registry=build_registry(settings.rollout_interval_seconds, settings.replicas_interval_seconds),
         memo=memo,
         standalone=not settings.peering_name,
         peering_name=settings.peering_name or None,

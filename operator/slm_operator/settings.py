@@ -43,6 +43,14 @@ class OperatorSettings(BaseSettings):
         default="http://{name}-head-svc.{namespace}.svc:8080/metrics",
         description="Comma-separated Prometheus endpoints with the router's metrics (Ray's metrics agent).",
     )
+    dashboard_url_template: str = Field(
+        default="http://{name}-head-svc.{namespace}.svc:8265",
+        description="Ray dashboard of an SLMDeployment's RayService: Serve's replica counts per revision; "
+        "empty: estimate them from application states.",
+    )
+    replicas_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often an autoscaled SLMDeployment's replica counts are refreshed."
+    )
     rollout_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often a rollout in progress is re-evaluated (a kopf timer)."
     )

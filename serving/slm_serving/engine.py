@@ -24,6 +24,7 @@ from ray import serve
 from starlette.datastructures import Headers, State
 
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, ModelAppArgs
+from slm_serving.metrics import EngineMetrics
 from slm_serving.model_source import ensure_model_path
 from slm_serving.protocol import CHAT, RUNNING_METRIC, WAITING_METRIC, Head, Usage
 from slm_serving.vllm_args import build_vllm_args, vllm_defaults
@@ -102,6 +103,7 @@ class LLMEngine:
         self._chat = state.openai_serving_chat
         self._in_flight = 0
         self._request_models = _request_models()
+        self._metrics = EngineMetrics(self.revision, serve.get_replica_context().replica_id.unique_id)
         logger.info(
             "revision %s: %s (%s) ready in %.1fs", self.revision, engine.source, model_path, time.monotonic() - started
         )
@@ -155,9 +157,10 @@ class LLMEngine:
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """Serve's custom autoscaling metrics hook (read by `slm_serving.autoscaling`)."""
-        if not self._in_flight:  # the scheduler only reports while it steps: idle means empty
-            return {WAITING_METRIC: 0.0, RUNNING_METRIC: 0.0}
-        return {WAITING_METRIC: float(self._stats.waiting), RUNNING_METRIC: float(self._stats.running)}
+        busy = self._in_flight > 0  # the scheduler only reports while it steps: idle means empty
+        waiting, running = (float(self._stats.waiting), float(self._stats.running)) if busy else (0.0, 0.0)
+        self._metrics.set_queue(waiting, running)
+        return {WAITING_METRIC: waiting, RUNNING_METRIC: running}
 
     async def check_health(self) -> None:
         """Serve's health check: raises once the engine core died."""

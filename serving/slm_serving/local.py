@@ -7,7 +7,8 @@ instead of restarting it. It stops only the Ray instance it started.
 
 Local runs differ from a cluster in one way, made by the pure `build_local_config`: each revision's
 engine gets its own CPU core for vLLM's threads (`VLLM_CPU_OMP_THREADS_BIND`) and a small KV cache,
-so two engines on a 2-core machine do not fight over one core.
+so two engines on a 2-core machine do not fight over one core. A revision that may run several
+replicas is left unbound instead (its replicas would share the one core while another idles).
 """
 
 from __future__ import annotations
@@ -52,16 +53,15 @@ class AppState(BaseModel):
 
 
 def build_local_config(config: ServeConfigV2, *, port: int, cpu_count: int) -> ServeConfigV2:
-    """`config` for this machine: HTTP on 127.0.0.1:`port`; engine `i` bound to core `i % cpu_count`."""
+    """`config` for this machine: HTTP on 127.0.0.1:`port`; engine `i` bound to core `i % cpu_count`
+    unless its revision may scale beyond one replica (then the OS places each replica)."""
     apps: list[ServeApplicationConfig] = []
     engines = 0
     for original in config.applications:
         app = original
         if app.name != ROUTER_APP_NAME:
-            env: dict[str, JsonValue] = {
-                "VLLM_CPU_OMP_THREADS_BIND": str(engines % max(cpu_count, 1)),
-                "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB,
-            }
+            bind = "nobind" if _may_scale_out(app) else str(engines % max(cpu_count, 1))
+            env: dict[str, JsonValue] = {"VLLM_CPU_OMP_THREADS_BIND": bind, "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB}
             engines += 1
             runtime_env = dict(app.runtime_env or {})
             given = runtime_env.get("env_vars")
@@ -70,6 +70,13 @@ def build_local_config(config: ServeConfigV2, *, port: int, cpu_count: int) -> S
         apps.append(app)
     return config.model_copy(
         update={"http_options": HTTPOptions(host="127.0.0.1", port=port), "applications": tuple(apps)}
+    )
+
+
+def _may_scale_out(app: ServeApplicationConfig) -> bool:
+    return any(
+        (d.num_replicas or 1) > 1 or (d.autoscaling_config is not None and d.autoscaling_config.max_replicas > 1)
+        for d in app.deployments
     )
 
 

@@ -1,4 +1,4 @@
-"""The router's per-revision Prometheus metrics, through `ray.util.metrics`.
+"""The router's per-revision Prometheus metrics and the engines' queue gauges, through `ray.util.metrics`.
 
 Ray exports them from every node's metrics agent (the port KubeRay's pod monitors scrape, and
 `LocalServe.metrics_url` locally), named with Ray's `ray_` prefix, e.g.
@@ -80,3 +80,24 @@ class RouterMetrics:
 
     def observe_ttft(self, revision: str, endpoint: str, seconds: float) -> None:
         self.ttft.observe(seconds, {"revision": revision, "endpoint": endpoint})
+
+
+class EngineMetrics:
+    """One engine replica's vLLM queue: what the queue-depth autoscaler decides on, for dashboards."""
+
+    def __init__(self, revision: str, replica: str) -> None:
+        self._tags = {"revision": revision, "replica": replica}
+        self.waiting = metrics.Gauge(
+            "slm_engine_requests_waiting",
+            description="Requests queued inside vLLM for a place in the running batch (queue depth).",
+            tag_keys=("revision", "replica"),
+        )
+        self.running = metrics.Gauge(
+            "slm_engine_requests_running",
+            description="Requests vLLM is generating for.",
+            tag_keys=("revision", "replica"),
+        )
+
+    def set_queue(self, waiting: float, running: float) -> None:
+        self.waiting.set(waiting, self._tags)
+        self.running.set(running, self._tags)

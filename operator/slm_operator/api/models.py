@@ -408,7 +408,9 @@ class RevisionStatus(ApiModel):
     weight: int = Field(ge=0, le=100, description="Percent of user traffic it receives.")
     template: RevisionTemplate = Field(description="The spec it was built from (so it outlives spec edits).")
     ready_replicas: int = Field(default=0, description="Replicas serving.")
-    desired_replicas: int = Field(default=0, description="Replicas the autoscaler wants.")
+    desired_replicas: int | None = Field(
+        default=None, description="Replicas the autoscaler wants (Ray Serve's target); unset until observed."
+    )
 
 
 class PromptResult(ApiModel):

@@ -45,6 +45,8 @@ class Reason(StrEnum):
     QUALITY_FAILED = "QualityCheckFailed"
     QUALITY_PASSED = "QualityCheckPassed"
     COMMAND_IGNORED = "CommandIgnored"
+    SCALED = "Scaled"
+    """The autoscaler changed how many replicas a revision wants."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Observation:
     """Revisions whose Serve application is RUNNING."""
     ready_replicas: Mapping[str, int] = field(default_factory=dict)
     """Ready replicas per revision."""
+    desired_replicas: Mapping[str, int] = field(default_factory=dict)
+    """Replicas the autoscaler wants per revision (Serve's target); one left out keeps its last value."""
     routes_settled: bool = False
     """The router serves exactly the weights of the status passed in (drained revisions may go)."""
     validation: ValidationRun | None = None
@@ -151,8 +155,15 @@ class Working:
         st = self.status
         order = {st.stable_revision: 0, st.canary_revision: 1}
         st.revisions.sort(key=lambda r: order.get(r.name, 2))
+        wanted_before = {r.name: r.desired_replicas for r in self.before.revisions}
         for entry in st.revisions:
             entry.ready_replicas = self.observed.ready_replicas.get(entry.name, 0)
+            entry.desired_replicas = self.observed.desired_replicas.get(entry.name, entry.desired_replicas)
+            old = wanted_before.get(entry.name)
+            if old is not None and entry.desired_replicas is not None and old != entry.desired_replicas:
+                self._event(
+                    "Normal", Reason.SCALED, f"revision {entry.name}: {old} → {entry.desired_replicas} replicas wanted"
+                )
         st.ready_replicas = sum(r.ready_replicas for r in st.revisions)
         st.canary_weight = next((r.weight for r in st.revisions if r.name == st.canary_revision), 0)
         st.observed_generation = self.generation

@@ -31,7 +31,13 @@ def k8s(api: EmulatorThread) -> kubernetes.client.CustomObjectsApi:
 @pytest.fixture
 def settings(api: EmulatorThread) -> OperatorSettings:
     return OperatorSettings(
-        kube_server=api.url, namespaces="default", peering_name="", metrics_port=0, health_port=0, log_format="text"
+        kube_server=api.url,
+        namespaces="default",
+        peering_name="",
+        metrics_port=0,
+        health_port=0,
+        log_format="text",
+        dashboard_url_template="",  # no Ray here: replicas are estimated from KubeRay's application states
     )
 
 

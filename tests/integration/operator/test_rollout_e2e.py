@@ -43,6 +43,7 @@ def _settings(api: EmulatorThread, local: LocalServe) -> OperatorSettings:
         log_format="text",
         router_url_template=local.url,
         metrics_url_template=local.metrics_url,
+        dashboard_url_template=local.dashboard_url,
         rollout_interval_seconds=1,
         routes_settle_seconds=10,  # the default: the router must reconfigure before a revision is removed
         min_step_requests=5,
@@ -63,6 +64,9 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
         with operator_in_thread(settings):
             k8s.create_namespaced_custom_object(*SLMD, tiny())
             ready = wait_for(lambda: (o := slmd(k8s)).get("status", {}).get("phase") == "Ready" and o, ROLLOUT_TIMEOUT)
+            # Replica counts come from Serve's REST API on the head (the dashboard), per revision.
+            (serving,) = ready["status"]["revisions"]
+            assert (serving["readyReplicas"], serving.get("desiredReplicas")) == (1, 1), serving
             first = ready["status"]["stableRevision"]
             answer = OpenAI(base_url=f"{local.url}/v1", api_key="unused").completions.create(
                 model="tiny", prompt="What is the capital of France?", max_tokens=8, temperature=0

@@ -86,6 +86,20 @@ def quality_failed() -> SLMDeploymentStatus:
     ).status
 
 
+def scaled_to(replicas: int) -> Callable[[], SLMDeploymentStatus]:
+    """The steady status with the autoscaler's target for a recorded as `replicas`."""
+
+    def status() -> SLMDeploymentStatus:
+        ready = states.ready()
+        return decide(spec("a"), ready, observe(ready, desired_replicas={A: replicas}), generation=1, now=at(2)).status
+
+    return status
+
+
+def wanted(status: SLMDeploymentStatus) -> dict[str, int | None]:
+    return {r.name: r.desired_replicas for r in status.revisions}
+
+
 ROWS: dict[str, Row] = {
     # ---------------------------------------------------------------- first deploy, no rollout
     "first-deploy-no-canary": Row(
@@ -142,6 +156,42 @@ ROWS: dict[str, Row] = {
         canary=None,
         acts=(),
         events=(),
+    ),
+    # ---------------------------------------------------------------- autoscaling (Serve's target per revision)
+    "first-replica-target-recorded-without-event": Row(
+        states.ready,
+        version="a",
+        generation=1,
+        observed={"desired_replicas": {A: 1}},
+        acts=(),
+        events=(),
+        check=lambda st: wanted(st) == {A: 1},
+    ),
+    "autoscaler-target-change-is-an-event": Row(
+        scaled_to(1),
+        version="a",
+        generation=1,
+        observed={"desired_replicas": {A: 3}, "ready_replicas": {A: 1}},
+        phase=Phase.READY,
+        acts=(),
+        events=("Scaled",),
+        check=lambda st: wanted(st) == {A: 3} and st.ready_replicas == 1,
+    ),
+    "scale-to-zero-is-an-event": Row(
+        scaled_to(1),
+        version="a",
+        generation=1,
+        observed={"desired_replicas": {A: 0}, "ready_replicas": {A: 0}},
+        events=("Scaled",),
+        check=lambda st: wanted(st) == {A: 0},
+    ),
+    "unobserved-target-keeps-its-last-value": Row(
+        scaled_to(2),
+        version="a",
+        generation=1,
+        acts=(),
+        events=(),
+        check=lambda st: wanted(st) == {A: 2},
     ),
     "stable-stops-running": Row(
         states.ready,

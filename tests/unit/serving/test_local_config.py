@@ -6,7 +6,9 @@ from slm_serving.config import (
     ROUTER_APP_NAME,
     HTTPOptions,
     ServeApplicationConfig,
+    ServeAutoscalingConfig,
     ServeConfigV2,
+    ServeDeploymentConfig,
 )
 from slm_serving.local import AppState, build_local_config, parse_app_states
 
@@ -28,6 +30,27 @@ def test_each_engine_gets_its_own_core_and_the_router_none() -> None:
     assert router.runtime_env is None
     binds = [r.runtime_env["env_vars"]["VLLM_CPU_OMP_THREADS_BIND"] for r in revisions]  # type: ignore[index,call-overload]
     assert binds == ["0", "1", "0"]
+
+
+def test_a_revision_that_may_scale_out_is_left_unbound() -> None:
+    autoscaled = ServeDeploymentConfig(
+        name="LLMEngine",
+        autoscaling_config=ServeAutoscalingConfig(
+            min_replicas=1, max_replicas=3, target_ongoing_requests=2, upscale_delay_s=1, downscale_delay_s=1
+        ),
+    )
+    fixed = ServeDeploymentConfig(name="LLMEngine", num_replicas=1)
+    config = _config(None, None, None)
+    router, first, second, third = config.applications
+    apps = (
+        router,
+        first.model_copy(update={"deployments": (autoscaled,)}),
+        second.model_copy(update={"deployments": (fixed,)}),
+        third.model_copy(update={"deployments": (fixed.model_copy(update={"num_replicas": 2}),)}),
+    )
+    local = build_local_config(config.model_copy(update={"applications": apps}), port=1, cpu_count=2)
+    binds = [a.runtime_env["env_vars"]["VLLM_CPU_OMP_THREADS_BIND"] for a in local.applications[1:]]  # type: ignore[index,call-overload]
+    assert binds == ["nobind", "1", "nobind"]
 
 
 def test_env_given_in_the_config_wins() -> None:

@@ -1,0 +1,69 @@
+"""Which SLMDeployments get a kopf timer, and the replica gauges the operator exports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from slm_operator.api.models import RevisionStatus, RevisionTemplate
+from slm_operator.handlers import autoscaled, needs_timer
+from slm_operator.metrics import OperatorMetrics
+
+SCALING = {"autoscaling": {"minReplicas": 1, "maxReplicas": 4}}
+FIXED = {"autoscaling": {"minReplicas": 2, "maxReplicas": 2}}
+SERVING = {"stableRevision": "aaa", "revisions": [{"name": "aaa"}]}
+ROLLING = {"stableRevision": "aaa", "canaryRevision": "bbb", "rollout": {"step": 0}, "revisions": [{}, {}]}
+
+TIMERS: dict[str, tuple[dict[str, Any], dict[str, Any], bool, bool]] = {
+    # name: (spec, status, rollout timer, replicas timer)
+    "fixed-size-steady": (FIXED, SERVING, False, False),
+    "defaults-steady": ({}, SERVING, False, False),
+    "autoscaled-steady": (SCALING, SERVING, False, True),
+    "autoscaled-not-deployed-yet": (SCALING, {}, False, False),
+    "autoscaled-mid-rollout": (SCALING, ROLLING, True, False),  # the rollout timer refreshes replicas too
+    "fixed-mid-rollout": (FIXED, ROLLING, True, False),
+    "retired-revision-draining": (FIXED, {"stableRevision": "aaa", "revisions": [{}, {}]}, True, False),
+    "quality-checks": ({"rollout": {"validation": {"qualityCheckIntervalSeconds": 60}}}, SERVING, True, False),
+}
+
+
+@pytest.mark.parametrize("name", list(TIMERS))
+def test_timer_predicates(name: str) -> None:
+    spec, status, rollout_timer, replicas_timer = TIMERS[name]
+    assert needs_timer(status=status, spec=spec) is rollout_timer
+    assert autoscaled(status=status, spec=spec) is replicas_timer
+
+
+def _revision(name: str, ready: int, desired: int | None) -> RevisionStatus:
+    return RevisionStatus(
+        name=name,
+        role="stable",
+        weight=100,
+        template=RevisionTemplate.model_validate({"model": {"source": "tiny://good", "servedModelName": "tiny"}}),
+        ready_replicas=ready,
+        desired_replicas=desired,
+    )
+
+
+def _series(metrics: OperatorMetrics) -> set[str]:
+    return {
+        line.split(" ")[0]
+        for line in generate_latest(metrics.registry).decode().splitlines()
+        if line.startswith("slm_revision_replicas{")
+    }
+
+
+def test_replica_gauges_follow_the_live_revisions() -> None:
+    metrics = OperatorMetrics()
+    metrics.set_replicas("ns", "tiny", [_revision("aaa", 1, 3), _revision("bbb", 0, None)])
+    assert _series(metrics) == {
+        'slm_revision_replicas{name="tiny",namespace="ns",revision="aaa",state="ready"}',
+        'slm_revision_replicas{name="tiny",namespace="ns",revision="aaa",state="desired"}',
+        'slm_revision_replicas{name="tiny",namespace="ns",revision="bbb",state="ready"}',
+    }
+    metrics.set_replicas("ns", "tiny", [_revision("bbb", 2, 2)])  # aaa retired
+    assert {s.split("revision=")[1] for s in _series(metrics)} == {'"bbb",state="ready"}', '"bbb",state="desired"}'}
+    metrics.set_replicas("ns", "tiny", [])  # deleted
+    assert _series(metrics) == set()
