@@ -61,15 +61,24 @@ class StoryResult:
     """Most engine replicas running at once during the story."""
 
 
-def generate_load(url: str, model: str, stats: TrafficStats, stop: threading.Event, *, concurrency: int = 2) -> None:
-    """Bounded, closed-loop user traffic until `stop`: each worker waits for its answer before the next."""
+def generate_load(
+    url: str, model: str, stats: TrafficStats, stop: threading.Event, *, concurrency: int = 2, max_tokens: int = 8
+) -> None:
+    """Bounded, closed-loop user traffic until `stop`: each worker waits for its answer before the next.
+    Every answer is `max_tokens` long (`ignore_eos`), so each request costs the engine the same."""
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
         with httpx.Client(base_url=url, timeout=120) as client:
             while not stop.is_set():
                 prompt = f"What is the capital of {rng.choice(QUESTIONS)}?"
-                body = {"model": model, "prompt": prompt, "max_tokens": 8, "temperature": 0}
+                body = {
+                    "model": model,
+                    "prompt": prompt,
+                    "max_tokens": max_tokens,
+                    "temperature": 0,
+                    "ignore_eos": True,
+                }
                 try:
                     response = client.post("/v1/completions", json=body)
                 except httpx.HTTPError as error:
@@ -103,19 +112,19 @@ def background(target: Callable[..., None], *args: Any) -> Iterator[threading.Ev
         thread.join(timeout=180)
 
 
-def _drive(rollout: EmbeddedRollout, stop: threading.Event) -> None:
+def drive(rollout: EmbeddedRollout, stop: threading.Event) -> None:
     while not stop.is_set():
         rollout.step()
         stop.wait(1.0)
 
 
-def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+def edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     document = yaml.safe_load(path.read_text())
     change(document["spec"])
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-def _wait_for(rollout: EmbeddedRollout, since: int, reasons: set[str], timeout_s: float) -> LocalEvent | None:
+def wait_for_event(rollout: EmbeddedRollout, since: int, reasons: set[str], timeout_s: float) -> LocalEvent | None:
     """The first event after index `since` whose reason is one of `reasons`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -126,7 +135,7 @@ def _wait_for(rollout: EmbeddedRollout, since: int, reasons: set[str], timeout_s
     return None
 
 
-def _wait_settled(rollout: EmbeddedRollout, timeout_s: float) -> None:
+def wait_settled(rollout: EmbeddedRollout, timeout_s: float) -> None:
     """Until one revision serves everything (Ready, or Degraded after a rollback) and no canary is left."""
     deadline = time.monotonic() + timeout_s
     while not _settled(rollout):
@@ -146,9 +155,10 @@ def _settled(rollout: EmbeddedRollout) -> bool:
     )
 
 
-def run_story(console: Console, example: Path = EXAMPLE, *, min_step_requests: int = 10) -> StoryResult:
-    """Serve, roll out good then bad under steady load, and report. Stops everything it started."""
-    outcome = {Reason.PROMOTED.value, Reason.ROLLED_BACK.value, Reason.CANARY_FAILED.value}
+@contextmanager
+def serving(example: Path, console: Console, settings: RolloutSettings) -> Iterator[tuple[EmbeddedRollout, Path]]:
+    """`slm serve` on a copy of `example` (edit the copy to roll out), driven in the background; yields
+    once its first revision serves. Stops everything it started."""
     with tempfile.TemporaryDirectory() as workdir, LocalServe() as local:
         path = Path(workdir) / example.name
         path.write_text(example.read_text())
@@ -156,40 +166,52 @@ def run_story(console: Console, example: Path = EXAMPLE, *, min_step_requests: i
             path,
             local,
             on_event=lambda event: print_event(console, event),
-            settings=RolloutSettings(min_step_requests=min_step_requests),
+            settings=settings,
             has_gpu=has_nvidia_gpu(),
         )
-        stats = TrafficStats()
-        with background(_drive, rollout):
-            console.rule("1. serve the tiny model")
-            _wait_settled(rollout, ACT_TIMEOUT_S)
-            assert rollout.spec is not None and rollout.status is not None
-            steady = rollout.status.ready_replicas
-            console.print(summary_line(rollout.status))
-            with background(generate_load, local.url, rollout.spec.model.served_model_name, stats):
-                console.rule("2. roll out a good new version (new engine settings)")
-                mark, started = len(rollout.events), time.monotonic()
-                _edit(path, lambda spec: spec["model"]["engineArgs"].update(max_num_seqs=32))
-                good = _wait_for(rollout, mark, outcome, ACT_TIMEOUT_S)
-                promote_s = time.monotonic() - started if good else None
-                _wait_settled(rollout, ACT_TIMEOUT_S)
-                console.rule("3. roll out a bad version (a model that answers wrongly)")
-                mark, started = len(rollout.events), time.monotonic()
-                _edit(path, lambda spec: spec["model"].update(source="tiny://bad"))
-                bad = _wait_for(rollout, mark, outcome, ACT_TIMEOUT_S)
-                rollback_s = time.monotonic() - started if bad else None
-                _wait_settled(rollout, ACT_TIMEOUT_S)
-            validation = rollout.status.last_validation if rollout.status else None
-            failed_prompts = [
-                f"{r.name}: answered {r.answer!r} ({r.reason})"
-                for r in (validation.results if validation else [])
-                if not r.passed
-            ]
+        with background(drive, rollout):
+            wait_settled(rollout, ACT_TIMEOUT_S)
+            yield rollout, path
+
+
+def roll_out(
+    rollout: EmbeddedRollout, path: Path, change: Callable[[dict[str, Any]], None]
+) -> tuple[LocalEvent | None, float]:
+    """Edit the served file and wait for the rollout's outcome (Promoted, RolledBack or CanaryFailed)
+    and for one revision to serve everything again: the outcome's event and the seconds it took."""
+    outcome = {Reason.PROMOTED.value, Reason.ROLLED_BACK.value, Reason.CANARY_FAILED.value}
+    mark, started = len(rollout.events), time.monotonic()
+    edit(path, change)
+    event = wait_for_event(rollout, mark, outcome, ACT_TIMEOUT_S)
+    seconds = time.monotonic() - started
+    wait_settled(rollout, ACT_TIMEOUT_S)
+    return event, seconds
+
+
+def run_story(console: Console, example: Path = EXAMPLE, *, min_step_requests: int = 10) -> StoryResult:
+    """Serve, roll out good then bad under steady load, and report. Stops everything it started."""
+    stats = TrafficStats()
+    console.rule("1. serve the tiny model")
+    with serving(example, console, RolloutSettings(min_step_requests=min_step_requests)) as (rollout, path):
+        assert rollout.spec is not None and rollout.status is not None
+        steady = rollout.status.ready_replicas
+        console.print(summary_line(rollout.status))
+        with background(generate_load, rollout.local.url, rollout.spec.model.served_model_name, stats):
+            console.rule("2. roll out a good new version (new engine settings)")
+            good, promote_s = roll_out(rollout, path, lambda spec: spec["model"]["engineArgs"].update(max_num_seqs=32))
+            console.rule("3. roll out a bad version (a model that answers wrongly)")
+            bad, rollback_s = roll_out(rollout, path, lambda spec: spec["model"].update(source="tiny://bad"))
+        validation = rollout.status.last_validation if rollout.status else None
+        failed_prompts = [
+            f"{r.name}: answered {r.answer!r} ({r.reason})"
+            for r in (validation.results if validation else [])
+            if not r.passed
+        ]
     return StoryResult(
         good_promoted=good is not None and good.reason == Reason.PROMOTED.value,
         bad_rolled_back=bad is not None and bad.reason == Reason.ROLLED_BACK.value,
-        seconds_to_promote=promote_s,
-        seconds_to_rollback=rollback_s,
+        seconds_to_promote=promote_s if good else None,
+        seconds_to_rollback=rollback_s if bad else None,
         traffic=stats,
         events=list(rollout.events),
         failed_prompts=failed_prompts,

@@ -75,23 +75,35 @@ def _chunk_text(line: str) -> str:
     return str(choice.get("text") or (choice.get("delta") or {}).get("content") or "")
 
 
-async def run_golden_prompts(
-    base_url: str, prompts: Sequence[GoldenPrompt], model: str, revision: str
-) -> tuple[PromptOutcome, ...]:
-    """All golden prompts against one revision, one after another (latencies stay comparable)."""
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        return tuple([await send_golden_prompt(client, p, model, revision) for p in prompts])
-
-
 async def run_validation(
-    base_url: str, prompts: Sequence[GoldenPrompt], model: str, revision: str, baseline: str | None
+    base_url: str,
+    prompts: Sequence[GoldenPrompt],
+    model: str,
+    revision: str,
+    baseline: str | None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> ValidationRun:
-    """The canary's answers and, for comparison, the stable revision's."""
-    outcomes = await run_golden_prompts(base_url, prompts, model, revision)
-    reference: tuple[PromptOutcome, ...] = ()
-    if baseline is not None:
-        reference = await run_golden_prompts(base_url, prompts, model, baseline)
-    return ValidationRun(revision=revision, outcomes=outcomes, baseline_revision=baseline, baseline=reference)
+    """The canary's answers and, for comparison, the stable revision's.
+
+    One request at a time, so latencies stay comparable: first an untimed warm-up on each revision (a
+    fresh replica's first request pays one-off start-up costs), then each prompt on the canary and
+    right after on the stable, so both see the same background load.
+    """
+    revisions = [revision] if baseline is None else [revision, baseline]
+    async with httpx.AsyncClient(base_url=base_url, transport=transport) as client:
+        if prompts:
+            for name in revisions:
+                await send_golden_prompt(client, prompts[0], model, name)
+        outcomes: list[PromptOutcome] = []
+        reference: list[PromptOutcome] = []
+        for prompt in prompts:
+            outcomes.append(await send_golden_prompt(client, prompt, model, revision))
+            if baseline is not None:
+                reference.append(await send_golden_prompt(client, prompt, model, baseline))
+    return ValidationRun(
+        revision=revision, outcomes=tuple(outcomes), baseline_revision=baseline, baseline=tuple(reference)
+    )
 
 
 # ---------------------------------------------------------------- live metrics

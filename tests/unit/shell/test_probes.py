@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import httpx
 import pytest
 
-from slm_operator.probes import RevisionCounters, _chunk_text, _quantile_ms, parse_router_counters
+from slm_operator.api.models import GoldenPrompt
+from slm_operator.probes import RevisionCounters, _chunk_text, _quantile_ms, parse_router_counters, run_validation
 
 EXPOSITION = """\
 # HELP ray_slm_router_requests_total Requests answered by the router.
@@ -74,3 +79,31 @@ def test_quantile_is_prometheus_histogram_quantile(
 )
 def test_stream_chunks(line: str, text: str) -> None:
     assert _chunk_text(line) == text
+
+
+def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts() -> None:
+    """The router is an `httpx.MockTransport` here (the HTTP boundary): it records which revision each
+    pinned request named and streams a one-chunk answer."""
+    seen: list[tuple[str, str]] = []
+
+    def router(request: httpx.Request) -> httpx.Response:
+        prompt = json.loads(request.content)["prompt"]
+        seen.append((request.headers["x-slm-revision"], prompt))
+        chunk = json.dumps({"choices": [{"text": f"answer to {prompt}"}]})
+        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n")
+
+    prompts = [GoldenPrompt(name=n, prompt=n) for n in ("p1", "p2")]
+    run = asyncio.run(
+        run_validation("http://router", prompts, "tiny", "canary", "stable", transport=httpx.MockTransport(router))
+    )
+
+    assert seen == [
+        ("canary", "p1"),  # warm-ups, untimed
+        ("stable", "p1"),
+        ("canary", "p1"),
+        ("stable", "p1"),
+        ("canary", "p2"),
+        ("stable", "p2"),
+    ]
+    assert [o.answer for o in run.outcomes] == ["answer to p1", "answer to p2"]
+    assert [o.name for o in run.baseline] == ["p1", "p2"] and run.baseline_revision == "stable"
