@@ -207,9 +207,12 @@ class Reconciler:
             return None
         url = template.format(name=name, namespace=namespace)
         try:
-            details = fetch_serve_details(url, timeout_s=SERVE_DETAILS_TIMEOUT_S)
+            token = self.settings.dashboard_token
+            details = fetch_serve_details(
+                url, timeout_s=SERVE_DETAILS_TIMEOUT_S, token=token.get_secret_value() if token else None
+            )
         except (httpx.HTTPError, ValueError) as error:
-            log.debug("Serve details of %s unavailable: %s", url, error)
+            log.info("Serve details of %s unavailable (replicas estimated): %s", url, error)
             return None
         return read_revisions(details, revisions)
 

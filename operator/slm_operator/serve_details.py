@@ -46,9 +46,11 @@ def read_revisions(details: Mapping[str, Any], revisions: list[str]) -> Revision
     return RevisionReplicas(running=frozenset(running), ready=ready, desired=desired)
 
 
-def fetch_serve_details(dashboard_url: str, *, timeout_s: float) -> dict[str, Any]:
-    """Serve's `ServeInstanceDetails` from the Ray dashboard at `dashboard_url`; raises `httpx.HTTPError`."""
-    response = httpx.get(dashboard_url.rstrip("/") + SERVE_APPLICATIONS_PATH, timeout=timeout_s)
+def fetch_serve_details(dashboard_url: str, *, timeout_s: float, token: str | None = None) -> dict[str, Any]:
+    """Serve's `ServeInstanceDetails` from the Ray dashboard at `dashboard_url`; raises `httpx.HTTPError`.
+    `token`: for a Ray cluster with token authentication (`RAY_AUTH_MODE=token`)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    response = httpx.get(dashboard_url.rstrip("/") + SERVE_APPLICATIONS_PATH, headers=headers, timeout=timeout_s)
     response.raise_for_status()
     details: dict[str, Any] = response.json()
     return details

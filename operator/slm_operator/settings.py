@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,11 @@ class OperatorSettings(BaseSettings):
         default="http://{name}-head-svc.{namespace}.svc:8265",
         description="Ray dashboard of an SLMDeployment's RayService: Serve's replica counts per revision; "
         "empty: estimate them from application states.",
+    )
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the Ray dashboard where Ray's token authentication is on "
+        "(RAY_AUTH_MODE=token); set it from a Secret.",
     )
     replicas_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often an autoscaled SLMDeployment's replica counts are refreshed."

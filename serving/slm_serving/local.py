@@ -133,6 +133,15 @@ class LocalServe:
         self.metrics_port = free_port()
         self._started = False
         self._client: httpx.Client | None = None
+        self.auth_headers: dict[str, str] = {}
+        """What the dashboard wants on each request: Ray 2.60 turns token authentication on for a
+        local cluster by default (`Authorization: Bearer …`)."""
+
+    @property
+    def dashboard_token(self) -> str | None:
+        """The dashboard's bearer token, if it has one."""
+        value = next((v for k, v in self.auth_headers.items() if k.lower() == "authorization"), None)
+        return value.removeprefix("Bearer ").strip() if value else None
 
     @property
     def url(self) -> str:
@@ -170,7 +179,8 @@ class LocalServe:
                 log_to_driver=False,
             )
         self._started = True
-        headers = {"Content-Type": "application/json", **get_auth_headers_if_auth_enabled({})}
+        self.auth_headers = get_auth_headers_if_auth_enabled({})
+        headers = {"Content-Type": "application/json", **self.auth_headers}
         self._client = httpx.Client(base_url=self.dashboard_url, headers=headers, timeout=60)
         return self
 

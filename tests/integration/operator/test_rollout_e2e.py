@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import kubernetes
 import pytest
 from openai import OpenAI
+from pydantic import SecretStr
 
 from slm_operator.demo import TrafficStats, generate_load
 from slm_operator.runner import operator_in_thread
@@ -33,20 +34,18 @@ def local() -> Iterator[LocalServe]:
         yield serve
 
 
-def _settings(api: EmulatorThread, local: LocalServe) -> OperatorSettings:
-    return OperatorSettings(
-        kube_server=api.url,
-        namespaces="default",
-        peering_name="",
-        metrics_port=0,
-        health_port=0,
-        log_format="text",
-        router_url_template=local.url,
-        metrics_url_template=local.metrics_url,
-        dashboard_url_template=local.dashboard_url,
-        rollout_interval_seconds=1,
-        routes_settle_seconds=10,  # the default: the router must reconfigure before a revision is removed
-        min_step_requests=5,
+def _settings(base: OperatorSettings, local: LocalServe) -> OperatorSettings:
+    """The emulator's settings, pointed at the local Ray Serve for golden prompts, metrics and replicas."""
+    return base.model_copy(
+        update={
+            "router_url_template": local.url,
+            "metrics_url_template": local.metrics_url,
+            "dashboard_url_template": local.dashboard_url,
+            "dashboard_token": SecretStr(local.dashboard_token) if local.dashboard_token else None,
+            "rollout_interval_seconds": 1,
+            "routes_settle_seconds": 10,  # the default: the router must reconfigure before a revision goes
+            "min_step_requests": 5,
+        }
     )
 
 
@@ -55,9 +54,9 @@ def _reasons(api: EmulatorThread) -> list[str]:
 
 
 def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
-    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, local: LocalServe
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, local: LocalServe, settings: OperatorSettings
 ) -> None:
-    settings = _settings(api, local)
+    settings = _settings(settings, local)
     stats = TrafficStats()
     stop_load = threading.Event()
     with KubeRayStandIn(k8s, local, "tiny") as kuberay:
