@@ -133,6 +133,7 @@ def _scale_up_down_to_zero_and_back(
     local_serve: LocalServe, rollout: EmbeddedRollout, seen: list[tuple[int, int]]
 ) -> None:
     app = serving_app(rollout, STARTUP_TIMEOUT_S)
+    local_serve.wait_running([app], timeout_s=STARTUP_TIMEOUT_S)
     policy = engine_details(local_serve, app)["deployment_config"]["autoscaling_config"]["policy"]
     assert policy["policy_function"] == QUEUE_DEPTH_POLICY
 
