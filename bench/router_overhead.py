@@ -6,9 +6,10 @@ clients, non-streaming completions of `--max-tokens` tokens with ignore_eos, for
 concurrency-1 run for latency alone. CPU time of the serving processes (this script's descendants,
 so not the load generator nor anything else on the machine) gives CPU-ms per request.
 
-Routed designs, each against the same bare-vLLM run: Serve's default setup through its proxy, and
-with `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` both through the proxy and on the router replica's own port
-(direct ingress). The headline numbers are the best design's; all designs are in `designs`.
+Routed designs, each against the same bare-vLLM run: Serve's default setup through its proxy; with
+`RAY_SERVE_THROUGHPUT_OPTIMIZED=1` through the proxy and on the router replica's own port (direct
+ingress); and with HAProxy as Serve's HTTP proxy in front of direct ingress
+(`RAY_SERVE_ENABLE_HA_PROXY`). The headline numbers are the best design's; all designs are in `designs`.
 
 Usage: python bench/router_overhead.py [--concurrency 16] [--seconds 20] [--max-tokens 16]
 Last line: {"throughput_ratio": ..., "added_p50_ms": ..., "added_p99_ms": ..., "design": ..., ...}
@@ -53,6 +54,7 @@ from slm_serving.tiny_models import ensure_tiny_model
 MODEL = "tiny"
 DIRECT_INGRESS_PORTS = (30000, 31000)
 """Ray Serve 2.60's default range for direct-ingress replica ports."""
+THROUGHPUT_OPTIMIZED = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 ENGINE_ARGS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.2}
 
 
@@ -246,11 +248,15 @@ def main() -> None:
         local.apply(serve_config())
         results.append(summary("serve-proxy", bare, measure(local.url, args)))
     print(json.dumps(results[-1]), flush=True)
-    with LocalServe(throughput_optimized=True) as local:
+    with LocalServe(serve_env=THROUGHPUT_OPTIMIZED) as local:
         local.apply(serve_config())
         results.append(summary("throughput-optimized-proxy", bare, measure(local.url, args)))
         print(json.dumps(results[-1]), flush=True)
         results.append(summary("throughput-optimized-direct-ingress", bare, measure(direct_ingress_url(local), args)))
+    print(json.dumps(results[-1]), flush=True)
+    with LocalServe(serve_env=THROUGHPUT_OPTIMIZED | {"RAY_SERVE_ENABLE_HA_PROXY": "1"}) as local:
+        local.apply(serve_config())
+        results.append(summary("throughput-optimized-haproxy", bare, measure(local.url, args)))
     print(json.dumps(results[-1]), flush=True)
 
     best = max(results, key=lambda r: r["throughput_ratio"])

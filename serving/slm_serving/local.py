@@ -124,11 +124,12 @@ class LocalServe:
     """A private Ray + Serve: `with LocalServe() as local: local.apply(config); httpx.get(local.url + ...)`."""
 
     def __init__(
-        self, *, port: int | None = None, num_cpus: int = DEFAULT_NUM_CPUS, throughput_optimized: bool = False
+        self, *, port: int | None = None, num_cpus: int = DEFAULT_NUM_CPUS, serve_env: Mapping[str, str] | None = None
     ):
+        """`serve_env`: Ray Serve switches for the whole instance (e.g. `RAY_SERVE_THROUGHPUT_OPTIMIZED`)."""
         self.port = port or free_port()
         self.num_cpus = num_cpus
-        self.throughput_optimized = throughput_optimized
+        self.serve_env = dict(serve_env or {})
         self.dashboard_port = free_port()
         self.metrics_port = free_port()
         self._started = False
@@ -163,9 +164,7 @@ class LocalServe:
 
         serving_root = str(Path(__file__).resolve().parent.parent)
         pythonpath = os.pathsep.join(p for p in (serving_root, os.environ.get("PYTHONPATH")) if p)
-        env = {"PYTHONPATH": pythonpath}
-        if self.throughput_optimized:
-            env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
+        env = {"PYTHONPATH": pythonpath, **self.serve_env}
         with _environment(env):
             ray.init(
                 address="local",
