@@ -108,6 +108,9 @@ class ServeDeploymentConfig(_Contract):
     ray_actor_options: dict[str, JsonValue] | None = None
     placement_group_bundles: tuple[dict[str, float], ...] | None = None
     placement_group_strategy: Literal["PACK", "STRICT_PACK", "SPREAD", "STRICT_SPREAD"] | None = None
+    graceful_shutdown_timeout_s: float | None = Field(
+        default=None, ge=0, description="How long a stopping replica may finish its requests before it is killed."
+    )
     user_config: dict[str, JsonValue] | None = None
 
 

@@ -31,6 +31,10 @@ from slm_serving.config import (
     revision_app_name,
 )
 
+ENGINE_GRACEFUL_SHUTDOWN_S = 300.0
+"""A replica that is scaled down or whose revision is retired finishes the generations it runs first
+(Serve's default, 20 s, would cut long answers off). Matches the router's request-holding bound."""
+
 
 def build_engine_config(template: RevisionTemplate) -> EngineConfig:
     model = template.model
@@ -63,6 +67,7 @@ def build_engine_deployment(
     return ServeDeploymentConfig(
         name=ENGINE_DEPLOYMENT_NAME,
         max_ongoing_requests=max(64, int(autoscaling.target_queue_depth * 16)),
+        graceful_shutdown_timeout_s=ENGINE_GRACEFUL_SHUTDOWN_S,
         autoscaling_config=ServeAutoscalingConfig(
             min_replicas=bounds.min_replicas,
             max_replicas=bounds.max_replicas,

@@ -14,7 +14,7 @@ from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.api.validation import SchemaValidator, parse_deployment
 from slm_operator.builder.rayservice import build_rayservice, worker_group_name
 from slm_operator.builder.revisions import split_replica_budget
-from slm_operator.builder.serve_config import build_serve_config
+from slm_operator.builder.serve_config import ENGINE_GRACEFUL_SHUTDOWN_S, build_serve_config
 from slm_serving.config import (
     MODEL_IMPORT_PATH,
     ROUTER_IMPORT_PATH,
@@ -223,3 +223,15 @@ def test_canary_and_stable_share_the_budget_and_draining_revisions_shrink() -> N
         update={"status": deployment.status.model_copy(update={"canary_revision": None})}
     )
     assert _engine_bounds(rolled_back) == {stable: (1, 4), canary: (0, 1)}
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.stem)
+def test_serve_config_is_valid_for_ray_serve(path: Path) -> None:
+    """serveConfigV2 as KubeRay hands it to Serve parses with Ray Serve's own schema, and engines get time
+    to finish running generations when they stop (scale-down, retired revision)."""
+    from ray.serve.schema import ServeDeploySchema
+
+    document = yaml.safe_load(build_rayservice(_load(path))["spec"]["serveConfigV2"])
+    parsed = ServeDeploySchema.model_validate(document)
+    engines = [d for app in parsed.applications for d in app.deployments if d.name == "LLMEngine"]
+    assert engines and all(d.graceful_shutdown_timeout_s == ENGINE_GRACEFUL_SHUTDOWN_S for d in engines)
