@@ -66,7 +66,7 @@ def log(message: str) -> None:
 
 
 def build_config(policy_function: str) -> ServeConfigV2:
-    """tiny.yaml, autoscaled 1..2 on the given policy; engines left for the OS to place on a core."""
+    """tiny.yaml, autoscaled 1..2 on the given policy (LocalServe leaves such engines unbound from a core)."""
     document: dict[str, Any] = deepcopy(yaml.safe_load(EXAMPLE.read_text()))
     document["spec"]["autoscaling"] = {
         "minReplicas": 1,
@@ -86,14 +86,8 @@ def build_config(policy_function: str) -> ServeConfigV2:
         assert engine.autoscaling_config is not None
         policy = engine.autoscaling_config.policy.model_copy(update={"policy_function": policy_function})
         autoscaling = engine.autoscaling_config.model_copy(update={"policy": policy})
-        # LocalServe binds each application's engines to one core: both replicas would share it.
         apps.append(
-            app.model_copy(
-                update={
-                    "deployments": (engine.model_copy(update={"autoscaling_config": autoscaling}),),
-                    "runtime_env": {"env_vars": {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}},
-                }
-            )
+            app.model_copy(update={"deployments": (engine.model_copy(update={"autoscaling_config": autoscaling}),)})
         )
     return config.model_copy(update={"applications": tuple(apps)})
 

@@ -129,12 +129,7 @@ class Router:
 
         head = await self._first(revision, app, call)
         if head is None or isinstance(head, RequestError):
-            if calls:
-                calls[0].cancel()
-            if head is None:
-                return None
-            self._metrics.observe(revision, endpoint, head.status, time.monotonic() - started)
-            return _error_response(head, revision)
+            return self._unanswered(head, calls, revision, endpoint, started)
         status, payload, prompt_tokens, completion_tokens = head
         self._metrics.observe(revision, endpoint, status, time.monotonic() - started, prompt_tokens, completion_tokens)
         return Response(payload, status_code=status, media_type=_JSON, headers={REVISION_HEADER: revision})
@@ -148,12 +143,7 @@ class Router:
 
         head = await self._first(revision, app, call)
         if head is None or isinstance(head, RequestError):
-            if calls:
-                calls[0].cancel()
-            if head is None:
-                return None
-            self._metrics.observe(revision, endpoint, head.status, time.monotonic() - started)
-            return _error_response(head, revision)
+            return self._unanswered(head, calls, revision, endpoint, started)
         status, payload = head[0], head[1]
         if payload is not None:  # an error (or a whole answer) instead of a stream
             self._metrics.observe(revision, endpoint, status, time.monotonic() - started)
@@ -163,6 +153,18 @@ class Router:
             media_type="text/event-stream",
             headers={REVISION_HEADER: revision},
         )
+
+    def _unanswered(
+        self, error: RequestError | None, calls: list[Any], revision: str, endpoint: str, started: float
+    ) -> Response | None:
+        """The revision did not answer: its call is cancelled; then None (retired: route the request
+        again) or the error response."""
+        if calls:
+            calls[0].cancel()
+        if error is None:
+            return None
+        self._metrics.observe(revision, endpoint, error.status, time.monotonic() - started)
+        return _error_response(error, revision)
 
     async def _relay(self, revision: str, endpoint: str, chunks: Any, started: float) -> AsyncIterator[str]:
         first = True
