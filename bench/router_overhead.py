@@ -1,4 +1,8 @@
-"""What the router hop costs: the tiny model behind vLLM's own OpenAI server vs. behind the router.
+"""What the router costs: the tiny model behind vLLM's own OpenAI server vs. behind the router.
+
+In steady state the router runs inside the stable revision's engine replicas and serves that revision
+in-process, so what is measured is the Serve front end plus the router's own work per request. The
+Serve applications are `build_serve_config(examples/tiny.yaml)`: what `slm serve` deploys.
 
 Both runs use the same model, engine settings and core binding, one after the other (never side by
 side: on 2 cores they would fight), and the same closed-loop load (async httpx, `--concurrency`
@@ -6,10 +10,12 @@ clients, non-streaming completions of `--max-tokens` tokens with ignore_eos, for
 concurrency-1 run for latency alone. CPU time of the serving processes (this script's descendants,
 so not the load generator nor anything else on the machine) gives CPU-ms per request.
 
-Routed designs, each against the same bare-vLLM run: Serve's default setup through its proxy; with
-`RAY_SERVE_THROUGHPUT_OPTIMIZED=1` through the proxy and on the router replica's own port (direct
-ingress); and with HAProxy as Serve's HTTP proxy in front of direct ingress
-(`RAY_SERVE_ENABLE_HA_PROXY`). The headline numbers are the best design's; all designs are in `designs`.
+Designs, each against the same bare-vLLM run: Serve's default Python proxy (what `slm serve` and a
+default RayService use), in steady state and on the rollout path (the route on the router
+application, as while a canary is live: one Serve handle call more); `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`
+with the client on the stable replica's own port (direct ingress); and HAProxy as Serve's HTTP proxy
+in front of direct ingress (`RAY_SERVE_ENABLE_HA_PROXY`). The headline numbers are the best
+design's; all designs are in `designs`.
 
 Usage: python bench/router_overhead.py [--concurrency 16] [--seconds 20] [--max-tokens 16]
 Last line: {"throughput_ratio": ..., "added_p50_ms": ..., "added_p99_ms": ..., "design": ..., ...}
@@ -27,71 +33,40 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
+import yaml
 
-from slm_serving.config import (
-    ENGINE_DEPLOYMENT_NAME,
-    MODEL_IMPORT_PATH,
-    ROUTER_APP_NAME,
-    ROUTER_DEPLOYMENT_NAME,
-    ROUTER_IMPORT_PATH,
-    EngineConfig,
-    ModelAppArgs,
-    RevisionRoute,
-    RouterArgs,
-    RouterUserConfig,
-    ServeApplicationConfig,
-    ServeConfigV2,
-    ServeDeploymentConfig,
-    revision_app_name,
-)
+from slm_operator.api.validation import parse_deployment
+from slm_operator.builder.serve_config import build_serve_config
+from slm_serving.config import API_ROUTE_PREFIX, ENGINE_DEPLOYMENT_NAME, ROUTER_APP_NAME, ServeConfigV2
 from slm_serving.local import KV_CACHE_GIB, LocalServe, free_port
 from slm_serving.tiny_models import ensure_tiny_model
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "tiny.yaml"
 MODEL = "tiny"
 DIRECT_INGRESS_PORTS = (30000, 31000)
 """Ray Serve 2.60's default range for direct-ingress replica ports."""
 THROUGHPUT_OPTIMIZED = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
-ENGINE_ARGS: dict[str, Any] = {"enforce_eager": True, "gpu_memory_utilization": 0.2}
 
 
 def serve_config() -> ServeConfigV2:
-    engine = EngineConfig(
-        source="tiny://good", served_model_name=MODEL, dtype="bfloat16", max_model_len=256, engine_args=ENGINE_ARGS
+    """What `slm serve examples/tiny.yaml` deploys in steady state: the router app (`/`) and one
+    revision, which takes `/v1` itself (engine args as in `bare_vllm`)."""
+    return build_serve_config(parse_deployment(yaml.safe_load(EXAMPLE.read_text())).spec, None)
+
+
+def rollout_path_config() -> ServeConfigV2:
+    """The same applications with `/v1` withdrawn, as while a canary is live: all through the router."""
+    config = serve_config()
+    apps = tuple(
+        app if app.name == ROUTER_APP_NAME else app.model_copy(update={"route_prefix": None})
+        for app in config.applications
     )
-    routes = RouterUserConfig(routes=(RevisionRoute(revision="r1", app_name=revision_app_name("r1"), weight=100),))
-    return ServeConfigV2(
-        applications=(
-            ServeApplicationConfig(
-                name=ROUTER_APP_NAME,
-                route_prefix="/",
-                import_path=ROUTER_IMPORT_PATH,
-                args=RouterArgs(served_model_name=MODEL).model_dump(mode="json"),
-                deployments=(
-                    ServeDeploymentConfig(
-                        name=ROUTER_DEPLOYMENT_NAME, num_replicas=1, user_config=routes.model_dump(mode="json")
-                    ),
-                ),
-            ),
-            ServeApplicationConfig(
-                name=revision_app_name("r1"),
-                route_prefix=None,
-                import_path=MODEL_IMPORT_PATH,
-                args=ModelAppArgs(revision="r1", engine=engine).model_dump(mode="json"),
-                deployments=(
-                    ServeDeploymentConfig(
-                        name=ENGINE_DEPLOYMENT_NAME,
-                        num_replicas=1,
-                        max_ongoing_requests=256,
-                        ray_actor_options={"num_cpus": 1},
-                    ),
-                ),
-            ),
-        )
-    )
+    return config.model_copy(update={"applications": apps})
 
 
 @contextmanager
@@ -209,13 +184,15 @@ def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def direct_ingress_url(local: LocalServe) -> str:
-    """The router replica's own HTTP port (direct ingress, `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`)."""
-    router = local.details()["applications"][ROUTER_APP_NAME]["deployments"][ROUTER_DEPLOYMENT_NAME]
-    pid = router["replicas"][0]["pid"]
+    """The stable replica's own HTTP port (direct ingress, `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`)."""
+    stable = next(
+        app for app in local.details()["applications"].values() if app.get("route_prefix") == API_ROUTE_PREFIX
+    )
+    pid = stable["deployments"][ENGINE_DEPLOYMENT_NAME]["replicas"][0]["pid"]
     for conn in psutil.Process(pid).net_connections():
         if conn.status == psutil.CONN_LISTEN and DIRECT_INGRESS_PORTS[0] <= conn.laddr.port < DIRECT_INGRESS_PORTS[1]:
             return f"http://127.0.0.1:{conn.laddr.port}"
-    raise RuntimeError("the router replica listens on no direct-ingress port")
+    raise RuntimeError("the stable replica listens on no direct-ingress port")
 
 
 def summary(name: str, bare: dict[str, Any], routed: dict[str, Any]) -> dict[str, Any]:
@@ -247,11 +224,13 @@ def main() -> None:
     with LocalServe() as local:
         local.apply(serve_config())
         results.append(summary("serve-proxy", bare, measure(local.url, args)))
+        print(json.dumps(results[-1]), flush=True)
+        local.apply(rollout_path_config())
+        time.sleep(5)  # the proxy picks up the moved route
+        results.append(summary("serve-proxy-rollout-path", bare, measure(local.url, args)))
     print(json.dumps(results[-1]), flush=True)
     with LocalServe(serve_env=THROUGHPUT_OPTIMIZED) as local:
         local.apply(serve_config())
-        results.append(summary("throughput-optimized-proxy", bare, measure(local.url, args)))
-        print(json.dumps(results[-1]), flush=True)
         results.append(summary("throughput-optimized-direct-ingress", bare, measure(direct_ingress_url(local), args)))
     print(json.dumps(results[-1]), flush=True)
     with LocalServe(serve_env=THROUGHPUT_OPTIMIZED | {"RAY_SERVE_ENABLE_HA_PROXY": "1"}) as local:

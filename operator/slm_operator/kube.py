@@ -76,9 +76,11 @@ def build_api_client(settings: OperatorSettings) -> kubernetes.client.ApiClient:
 
 
 class KubeApi:
-    """SLMDeployments and their RayServices, nothing else."""
+    """SLMDeployments and their RayServices (and the IPs of those RayServices' pods), nothing else."""
 
     def __init__(self, client: kubernetes.client.ApiClient, settings: OperatorSettings) -> None:
+        self._client = client
+        self._core = kubernetes.client.CoreV1Api(client)
         self._objects = kubernetes.client.CustomObjectsApi(client)
         self._timeout = settings.request_timeout_seconds
         self._manager = settings.field_manager
@@ -158,4 +160,17 @@ class KubeApi:
                 field_manager=self._manager,
                 _request_timeout=self._timeout,
             )
+        )
+
+    def list_running_pod_ips(self, namespace: str, label_selector: str) -> list[str]:
+        """IPs of the Running pods that match `label_selector`, sorted."""
+        answer = translate(
+            lambda: self._client.sanitize_for_serialization(  # type: ignore[no-untyped-call]
+                self._core.list_namespaced_pod(namespace, label_selector=label_selector, _request_timeout=self._timeout)
+            )
+        )
+        return sorted(
+            pod["status"]["podIP"]
+            for pod in answer.get("items") or []
+            if (pod.get("status") or {}).get("phase") == "Running" and (pod.get("status") or {}).get("podIP")
         )

@@ -153,6 +153,26 @@ def parse_router_counters(exposition: str) -> dict[str, RevisionCounters]:
     return counters
 
 
+POD_IP_FIELD = "{pod_ip}"
+"""In `SLM_METRICS_URL_TEMPLATE`: one URL per Running pod of the RayService (the router's metrics are
+exported by the Ray node its replica runs on, which is any worker)."""
+
+
+def expand_metrics_urls(template: str, name: str, namespace: str, pod_ips: Sequence[str]) -> list[str]:
+    """The Prometheus endpoints to scrape: each comma-separated entry of `template` with `{name}` and
+    `{namespace}` filled in, once per pod IP if it has `{pod_ip}` (IPv6 addresses get brackets)."""
+    urls = []
+    for entry in (e.strip() for e in template.split(",")):
+        if not entry:
+            continue
+        url = entry.replace("{name}", name).replace("{namespace}", namespace)
+        if POD_IP_FIELD in url:
+            urls += [url.replace(POD_IP_FIELD, f"[{ip}]" if ":" in ip else ip) for ip in pod_ips]
+        else:
+            urls.append(url)
+    return urls
+
+
 async def scrape_router_counters(metrics_urls: Iterable[str]) -> dict[str, RevisionCounters]:
     """Sum the router counters over every metrics endpoint (one per Ray node)."""
     total: dict[str, RevisionCounters] = {}

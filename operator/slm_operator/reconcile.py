@@ -23,9 +23,10 @@ from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import Phase, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import FieldError, apply_defaults, validate_object
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
-from slm_operator.kube import ConflictError, KubeApi, NotFoundError
+from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError
 from slm_operator.metrics import OperatorMetrics
 from slm_operator.observer import RolloutObserver
+from slm_operator.probes import POD_IP_FIELD, expand_metrics_urls
 from slm_operator.rollout.actions import Action as RolloutAction
 from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics, RecordQuality, RunValidation
 from slm_operator.rollout.conditions import format_time, parse_time
@@ -262,16 +263,24 @@ class Reconciler:
                 router = self.settings.router_url_template.format(name=name, namespace=namespace)
                 observer.run_validation(router, deployment.spec, action)
             elif isinstance(action, ObserveMetrics):
-                urls = self.settings.metrics_url_template.format(name=name, namespace=namespace).split(",")
                 try:
-                    observer.observe_live([u.strip() for u in urls if u.strip()], action)
-                except httpx.HTTPError as error:  # judged on a later pass
+                    observer.observe_live(self._metrics_urls(namespace, name), action)
+                except (httpx.HTTPError, KubeError) as error:  # judged on a later pass (a 403: see the RBAC)
                     log.info("metrics of %s/%s unavailable: %s", namespace, name, error)
             elif isinstance(action, RecordQuality):
                 self.metrics.record_quality(namespace, name, action.revision, action.pass_rate)
             elif isinstance(action, ClearCommand):
                 self.api.remove_deployment_annotation(namespace, name, constants.ANNOTATION_ROLLOUT_COMMAND)
             # ApplyRevisions: already done, every pass converges the RayService to status.revisions.
+
+    def _metrics_urls(self, namespace: str, name: str) -> list[str]:
+        """Where the router's metrics are: the template's URLs, per pod of the RayService for `{pod_ip}`."""
+        template = self.settings.metrics_url_template
+        pod_ips: list[str] = []
+        if POD_IP_FIELD in template:
+            selector = f"{constants.LABEL_NAME}={name},{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY_VALUE}"
+            pod_ips = self.api.list_running_pod_ips(namespace, selector)
+        return expand_metrics_urls(template, name, namespace, pod_ips)
 
     def _apply(self, owner: dict[str, Any], desired: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
         namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]

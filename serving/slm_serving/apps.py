@@ -1,7 +1,7 @@
-"""Serve application builders named in `serveConfigV2` (`config.ROUTER_IMPORT_PATH`, `MODEL_IMPORT_PATH`).
+"""Serve application builders named in `serveConfigV2` (`config.MODEL_IMPORT_PATH`, `ROUTER_IMPORT_PATH`).
 
-Serve calls them with the application's `args`; they validate the args against the contract models
-first, so a bad config fails at deploy time with a field-level message.
+Serve calls them with the application's `args`; a revision's are validated against the contract
+model first, so a bad config fails at deploy time with a field-level message.
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from typing import Any
 
 from ray import serve
 
-from slm_serving.config import ModelAppArgs, RouterArgs
+from slm_serving.config import ModelAppArgs
 from slm_serving.engine import LLMEngine
-from slm_serving.router import Router
-
-
-def router_app(args: dict[str, Any]) -> serve.Application:
-    """The OpenAI ingress; its weights arrive as the Router deployment's `user_config`."""
-    app: serve.Application = Router.bind(RouterArgs.model_validate(args).model_dump(mode="json"))  # type: ignore[attr-defined]
-    return app
+from slm_serving.router import RouterDeployment
 
 
 def model_app(args: dict[str, Any]) -> serve.Application:
-    """One revision's vLLM engine."""
+    """One revision's vLLM engine, with a router in each replica (see `slm_serving.router`)."""
     app: serve.Application = LLMEngine.bind(ModelAppArgs.model_validate(args).model_dump(mode="json"))  # type: ignore[attr-defined]
+    return app
+
+
+def router_app(args: dict[str, Any]) -> serve.Application:
+    """The router on its own (route `/`: all traffic while a canary is live); its routes are its `user_config`."""
+    app: serve.Application = RouterDeployment.bind()  # type: ignore[attr-defined]
     return app

@@ -10,10 +10,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+ENGINE_DEPLOYMENT_NAME = "LLMEngine"
 ROUTER_APP_NAME = "router"
 ROUTER_DEPLOYMENT_NAME = "Router"
-ENGINE_DEPLOYMENT_NAME = "LLMEngine"
 ROUTER_IMPORT_PATH = "slm_serving.apps:router_app"
+ROUTER_ROUTE_PREFIX = "/"
+"""The router application's HTTP route: always there, so every request has somewhere to go."""
+API_ROUTE_PREFIX = "/v1"
+"""The stable revision's own HTTP route outside rollouts. Serve sends a request to the application with
+the longest matching prefix, so the OpenAI API (`/v1/...`) then reaches the stable's replicas directly,
+and falls back to the router the moment the route is withdrawn: no gap when a rollout starts or ends."""
 MODEL_IMPORT_PATH = "slm_serving.apps:model_app"
 QUEUE_DEPTH_POLICY = "slm_serving.autoscaling:queue_depth_policy"
 REVISION_HEADER = "x-slm-revision"
@@ -63,23 +69,19 @@ class RevisionRoute(_Contract):
     weight: int = Field(ge=0, le=100, description="Share of unpinned traffic, in percent.")
 
 
-class RouterArgs(_Contract):
-    """`args` of the router application (changing them restarts the router)."""
+class RouterUserConfig(_Contract):
+    """`user_config` of the router application's deployment and of the stable revision's engine
+    deployment (whose replicas also route). Changing it reconfigures them in place: no restart."""
 
-    served_model_name: str
+    served_model_name: str = Field(description="Name clients use as `model`.")
     adapter_names: tuple[str, ...] = Field(default=(), description="Adapter names also accepted as `model`.")
+    routes: tuple[RevisionRoute, ...] = Field(description="Live revisions and their traffic weights.")
     cold_start_timeout_s: float = Field(
-        default=300.0, gt=0, description="How long a request waits for a first replica (scale from zero)."
+        default=300.0, gt=0, description="How long a request waits for a revision's first replica (scale from zero)."
     )
     max_pending_requests: int = Field(
-        default=1000, ge=1, description="Requests held while no replica is ready; beyond that: 503."
+        default=1000, ge=1, description="Requests held while a revision has no ready replica; beyond that: 503."
     )
-
-
-class RouterUserConfig(_Contract):
-    """`user_config` of the router deployment: changing it reconfigures without a restart."""
-
-    routes: tuple[RevisionRoute, ...] = Field(description="Live revisions and their traffic weights.")
 
 
 class AutoscalingPolicyConfig(_Contract):

@@ -146,7 +146,7 @@ class LocalServe:
 
     @property
     def url(self) -> str:
-        """HTTP base URL of the router (`/v1/...` below it)."""
+        """HTTP base URL of the OpenAI API (`/v1/...` below it)."""
         return f"http://127.0.0.1:{self.port}"
 
     @property

@@ -1,9 +1,18 @@
-"""`Router`: the OpenAI-compatible ingress deployment in front of every revision's `LLMEngine`.
+"""`Router`: the OpenAI-compatible front of an SLMDeployment, in two places.
 
-Request path: HTTP → Serve (proxy or, throughput-optimized, the replica's own port) → `Router.__call__`
-→ pick a revision (`x-slm-revision` pin, else weighted draw from `RouterUserConfig`) → the revision's
-application handle (`serve.get_app_handle`) → `LLMEngine.complete` / `.stream` → back as JSON or SSE,
-with `x-slm-revision` naming the revision that served.
+* **Steady state** (no canary): the stable revision's application has the route `/v1` and each of its
+  engine replicas answers HTTP itself through a `Router` that serves its own revision in-process. A
+  request costs no hop beyond vLLM's own: HTTP → Serve (proxy, or the replica's own port with
+  HAProxy / direct ingress) → `LLMEngine.__call__` → this replica's engine.
+* **While a canary is live** no revision has `/v1`, and requests go to the router application
+  (`RouterDeployment`, route `/`, no engine), which calls every revision through its handle, so the
+  canary and the stable pay the same hop and the rollout gate compares them on equal terms. See
+  `slm_operator.builder.serve_config` for why changing routes never drops a request.
+
+Per request: pick a revision (`x-slm-revision` pin, else weighted draw from `RouterUserConfig`); the
+local one in-process, any other through its application's handle (`serve.get_app_handle` →
+`LLMEngine.complete` / `.stream`). The answer goes back as JSON or SSE, with `x-slm-revision` naming
+the revision that served.
 
 Kept cheap per request: the body is forwarded as bytes (vLLM parses it once, in the engine), no
 pydantic objects, the `/v1/models` answer is precomputed. Weights change through `reconfigure()`
@@ -13,10 +22,11 @@ Retired revisions: a request still waiting for its answer from a revision that a
 removes is cancelled there and sent again through the new routes (a pinned one gets 404): a Serve
 handle to a deleted application would otherwise hold it forever.
 
-Scale from zero: a background task polls Serve for which revisions have a running replica (every
-second while one has none, every 5 s otherwise). A request to a revision without one is held (at
-most `max_pending_requests` of them) until its first answer, for at most `cold_start_timeout_s`,
-then answered 503.
+Scale from zero (another revision): a background task polls Serve for which revisions have a running
+replica (every second while one has none, every 5 s otherwise). A request to a revision without one
+is held (at most `max_pending_requests` of them) until its first answer, for at most
+`cold_start_timeout_s`, then answered 503. A stable revision that has `/v1` itself scales from zero
+through Serve, which holds HTTP requests until its first replica runs.
 """
 
 from __future__ import annotations
@@ -26,8 +36,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -38,11 +48,11 @@ from slm_serving.config import (
     ENGINE_DEPLOYMENT_NAME,
     REVISION_HEADER,
     ROUTER_DEPLOYMENT_NAME,
-    RouterArgs,
     RouterUserConfig,
+    revision_app_name,
 )
 from slm_serving.metrics import NO_REVISION_TAG, RouterMetrics
-from slm_serving.protocol import Head
+from slm_serving.protocol import Head, Usage
 from slm_serving.routing import (
     ENDPOINTS,
     NO_REVISION,
@@ -66,15 +76,43 @@ _NOT_READY_POLL_S = 1.0
 _READY_POLL_S = 5.0
 
 
-@serve.deployment(name=ROUTER_DEPLOYMENT_NAME, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
-class Router:
-    """Weighted, pinnable OpenAI router over the revision applications."""
+class LocalEngine(Protocol):
+    """The engine of the replica the router runs in (`LLMEngine`)."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
-        self._args = RouterArgs.model_validate(args)
-        self._accepted_models = frozenset((self._args.served_model_name, *self._args.adapter_names))
-        self._models_body = build_models_body(self._args.served_model_name, self._args.adapter_names, int(time.time()))
-        self._table = build_route_table(RouterUserConfig(routes=()))
+    revision: str
+
+    async def complete(self, endpoint: str, body: bytes) -> Head: ...
+
+    def stream(self, endpoint: str, body: bytes) -> AsyncGenerator[Head | str | Usage, None]: ...
+
+
+class _LocalStream:
+    """This replica's own stream, with the `cancel()` a Serve response generator has."""
+
+    def __init__(self, chunks: AsyncGenerator[Head | str | Usage, None]) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> _LocalStream:
+        return self
+
+    async def __anext__(self) -> Head | str | Usage:
+        return await self._chunks.__anext__()
+
+    def cancel(self) -> None:
+        """Stop the generation (vLLM aborts a request whose generator is closed)."""
+        closing = self._chunks.aclose()
+        task = asyncio.ensure_future(closing)
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+class Router:
+    """Weighted, pinnable OpenAI router: the local engine (if any) in-process, other revisions by handle."""
+
+    def __init__(self, local: LocalEngine | None, config: RouterUserConfig) -> None:
+        """`config` until the first `reconfigure` (a replica of an application with no `user_config`
+        serves only itself)."""
+        self._local = local
+        self._local_app = revision_app_name(local.revision) if local is not None else None
         self._handles: dict[str, DeploymentHandle[Any]] = {}
         self._stream_handles: dict[str, DeploymentHandle[Any]] = {}
         self._ready: dict[str, bool] = {}
@@ -82,11 +120,12 @@ class Router:
         self._waiting: dict[str, set[asyncio.Future[Any]]] = {}
         self._metrics = RouterMetrics()
         self._watcher: asyncio.Task[None] | None = None
+        self._configure(config)
 
-    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+    async def reconfigure(self, config: RouterUserConfig) -> None:
         """New weights (a `user_config` change): swapped in place, no restart. Async, so it runs on the
         event loop that serves requests and can cancel their waits on retired revisions."""
-        self._table = build_route_table(RouterUserConfig.model_validate(user_config))
+        self._configure(config)
         live = {r.app_name for r in self._table.routes}
         for stale in set(self._handles) - live:
             del self._handles[stale], self._stream_handles[stale]
@@ -95,7 +134,15 @@ class Router:
                 waiting.cancel()
         logger.info("routes: %s", ", ".join(f"{r.revision}={r.weight}" for r in self._table.routes) or "none")
 
-    async def __call__(self, request: Request) -> Response:
+    def _configure(self, config: RouterUserConfig) -> None:
+        self._config = config
+        self._accepted_models = frozenset((config.served_model_name, *config.adapter_names))
+        self._models_body = build_models_body(config.served_model_name, config.adapter_names, int(time.time()))
+        self._table = build_route_table(config)
+        if self._local_app is not None:
+            self._ready[self._local_app] = True
+
+    async def handle(self, request: Request) -> Response:
         started = time.monotonic()
         path = request.url.path
         endpoint = ENDPOINTS.get(path)
@@ -124,7 +171,10 @@ class Router:
         calls: list[Any] = []
 
         def call() -> Any:
-            calls.append(self._handle(app).complete.remote(endpoint, body))
+            if self._local is not None and app == self._local_app:
+                calls.append(asyncio.ensure_future(self._local.complete(endpoint, body)))
+            else:
+                calls.append(self._handle(app).complete.remote(endpoint, body))
             return calls[0]
 
         head = await self._first(revision, app, call)
@@ -138,7 +188,10 @@ class Router:
         calls: list[Any] = []
 
         def call() -> Any:
-            calls.append(self._handle(app, stream=True).stream.remote(endpoint, body))
+            if self._local is not None and app == self._local_app:
+                calls.append(_LocalStream(self._local.stream(endpoint, body)))
+            else:
+                calls.append(self._handle(app, stream=True).stream.remote(endpoint, body))
             return calls[0].__anext__()
 
         head = await self._first(revision, app, call)
@@ -191,7 +244,7 @@ class Router:
         """The engine's head (from `call()`); held and time-bounded while the revision has no running
         replica. None: the revision was retired (`reconfigure`) before it answered."""
         cold = not self._ready.get(app, False)
-        if cold and self._pending >= self._args.max_pending_requests:
+        if cold and self._pending >= self._config.max_pending_requests:
             return TOO_MANY_PENDING
         if cold:
             self._pending += 1
@@ -201,7 +254,7 @@ class Router:
             answer = asyncio.ensure_future(call())
             waiting.add(answer)
             if cold:
-                head: Head = await asyncio.wait_for(answer, timeout=self._args.cold_start_timeout_s)
+                head: Head = await asyncio.wait_for(answer, timeout=self._config.cold_start_timeout_s)
             else:
                 head = await answer
             return head
@@ -212,10 +265,11 @@ class Router:
             logger.info("revision %s was retired before it answered; routing the request again", revision)
             return None
         except TimeoutError:
-            return cold_start_timeout(revision, self._args.cold_start_timeout_s)
+            return cold_start_timeout(revision, self._config.cold_start_timeout_s)
         except Exception as exc:  # the handle raises Ray/Serve errors of many kinds: all mean "not served"
             logger.warning("revision %s failed a request: %s", revision, exc)
-            self._ready[app] = False
+            if app != self._local_app:
+                self._ready[app] = False
             return revision_failed(revision, f"{type(exc).__name__}: {exc}"[:500])
         finally:
             if answer is not None:
@@ -242,9 +296,10 @@ class Router:
         the slow steady-state interval; a failed request marks its revision not ready at once.
         """
         while True:
-            apps = [r.app_name for r in self._table.routes]
+            apps = [r.app_name for r in self._table.routes if r.app_name != self._local_app]
             with contextlib.suppress(Exception):  # a failed poll keeps the last known state
-                self._ready = await asyncio.to_thread(_running_apps, apps)
+                ready = await asyncio.to_thread(_running_apps, apps)
+                self._ready = ready | ({self._local_app: True} if self._local_app is not None else {})
             all_ready = all(self._ready.get(app, False) for app in apps)
             await asyncio.sleep(_READY_POLL_S if all_ready else _NOT_READY_POLL_S)
 
@@ -256,6 +311,21 @@ class Router:
         if path == "/healthz":
             return Response(build_health_body(self._table, self._ready), media_type=_JSON)
         return _error_response(not_found(path), None)
+
+
+@serve.deployment(name=ROUTER_DEPLOYMENT_NAME, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=1000)
+class RouterDeployment:
+    """The router on its own (no engine), on `/`: every request while a canary is live. Its routes
+    arrive as `user_config`, which Serve applies before the first request and then in place."""
+
+    def __init__(self) -> None:
+        self._router = Router(None, RouterUserConfig(served_model_name="", routes=()))
+
+    async def __call__(self, request: Request) -> Response:
+        return await self._router.handle(request)
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        await self._router.reconfigure(RouterUserConfig.model_validate(user_config))
 
 
 def _running_apps(apps: list[str]) -> dict[str, bool]:

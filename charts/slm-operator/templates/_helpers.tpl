@@ -75,6 +75,10 @@ the operator owns the RayServices it builds; kopf and the operator post Events.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# The RayServices' pods: the operator scrapes the router's metrics from each (SLM_METRICS_URL_TEMPLATE).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 {{- end }}
 
 {{/* kopf peering: the replicas announce themselves in the peering object's status (patch). */}}

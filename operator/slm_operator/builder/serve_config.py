@@ -1,5 +1,14 @@
 """SLMDeployment spec + live revisions → Ray Serve's declarative config (`serveConfigV2`). Pure.
 
+One application per live revision, plus the router application, which always has the route `/`.
+Every engine deployment and the router deployment get the routes as `user_config` (applied in place,
+no restart). Outside rollouts the stable revision's application also takes `/v1` (`direct_revision`):
+Serve prefers the longest matching prefix, so the OpenAI API then goes straight to the stable's
+replicas, which serve their own revision in-process. While a canary is live no revision has `/v1`
+and every request goes through the router application, so the canary and the stable are both one
+handle call away and the rollout gate compares them on equal terms. Withdrawing or adding `/v1`
+never leaves a request without a route: `/` catches whatever `/v1` does not.
+
 Used by the operator (inside the RayService) and by `slm serve` (applied to a local Ray), so both
 run exactly the same applications.
 """
@@ -12,17 +21,18 @@ from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploym
 from slm_operator.builder.revisions import ReplicaBounds, live_revisions, revision_bounds
 from slm_operator.constants import SERVE_PORT
 from slm_serving.config import (
+    API_ROUTE_PREFIX,
     ENGINE_DEPLOYMENT_NAME,
     MODEL_IMPORT_PATH,
     ROUTER_APP_NAME,
     ROUTER_DEPLOYMENT_NAME,
     ROUTER_IMPORT_PATH,
+    ROUTER_ROUTE_PREFIX,
     AdapterConfig,
     EngineConfig,
     HTTPOptions,
     ModelAppArgs,
     RevisionRoute,
-    RouterArgs,
     RouterUserConfig,
     ServeApplicationConfig,
     ServeAutoscalingConfig,
@@ -82,52 +92,67 @@ def build_engine_deployment(
     )
 
 
-def build_router_application(spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus]) -> ServeApplicationConfig:
-    adapter_names = sorted({a.name for r in revisions for a in r.template.adapters})
-    args = RouterArgs(served_model_name=spec.model.served_model_name, adapter_names=tuple(adapter_names))
-    routes = RouterUserConfig(
+def build_router_config(spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus]) -> RouterUserConfig:
+    """The routes and accepted model names (base model and every live revision's adapters)."""
+    return RouterUserConfig(
+        served_model_name=spec.model.served_model_name,
+        adapter_names=tuple(sorted({a.name for r in revisions for a in r.template.adapters})),
         routes=tuple(
             RevisionRoute(revision=r.name, app_name=revision_app_name(r.name), weight=r.weight) for r in revisions
-        )
+        ),
     )
+
+
+def direct_revision(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> str | None:
+    """The revision whose application takes `/v1` directly: the stable one (the first live one before
+    there is a stable), except while a canary is live (None: all through the router application)."""
+    if status is not None and status.canary_revision is not None:
+        return None
+    names = [r.name for r in live_revisions(spec, status)]
+    stable = status.stable_revision if status is not None else None
+    return stable if stable is not None and stable in names else names[0]
+
+
+def build_router_application(router: RouterUserConfig) -> ServeApplicationConfig:
     return ServeApplicationConfig(
         name=ROUTER_APP_NAME,
-        route_prefix="/",
+        route_prefix=ROUTER_ROUTE_PREFIX,
         import_path=ROUTER_IMPORT_PATH,
-        args=args.model_dump(mode="json"),
         deployments=(
             ServeDeploymentConfig(
-                name=ROUTER_DEPLOYMENT_NAME,
-                num_replicas=1,
-                user_config=routes.model_dump(mode="json"),
+                name=ROUTER_DEPLOYMENT_NAME, num_replicas=1, user_config=router.model_dump(mode="json")
             ),
         ),
     )
 
 
 def build_revision_application(
-    spec: SLMDeploymentSpec, revision: RevisionStatus, bounds: ReplicaBounds
+    spec: SLMDeploymentSpec, revision: RevisionStatus, bounds: ReplicaBounds, router: RouterUserConfig, *, direct: bool
 ) -> ServeApplicationConfig:
+    """One revision's application; `direct`: it takes `/v1` itself (see the module docstring)."""
     args = ModelAppArgs(revision=revision.name, engine=build_engine_config(revision.template))
+    deployment = build_engine_deployment(spec, revision.template, bounds)
     return ServeApplicationConfig(
         name=revision_app_name(revision.name),
-        route_prefix=None,
+        route_prefix=API_ROUTE_PREFIX if direct else None,
         import_path=MODEL_IMPORT_PATH,
         args=args.model_dump(mode="json"),
-        deployments=(build_engine_deployment(spec, revision.template, bounds),),
+        deployments=(deployment.model_copy(update={"user_config": router.model_dump(mode="json")}),),
     )
 
 
 def build_serve_config(
     spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None, *, port: int = SERVE_PORT
 ) -> ServeConfigV2:
-    """One router application plus one application per live revision (from `status`, else the spec's)."""
+    """The router application plus one application per live revision (from `status`, else the spec's)."""
     revisions = live_revisions(spec, status)
     bounds = revision_bounds(spec, status)
+    direct = direct_revision(spec, status)
+    router = build_router_config(spec, revisions)
     return ServeConfigV2(
         http_options=HTTPOptions(port=port),
         applications=(
-            build_router_application(spec, revisions),
-            *(build_revision_application(spec, r, bounds[r.name]) for r in revisions),
+            build_router_application(router),
+            *(build_revision_application(spec, r, bounds[r.name], router, direct=r.name == direct) for r in revisions),
         ),
     )

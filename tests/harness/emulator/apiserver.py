@@ -31,6 +31,7 @@ NAMESPACE = ResourceDef(
 EVENT = ResourceDef(
     group="", version="v1", plural="events", kind="Event", singular="event", short_names=("ev",), custom=False
 )
+POD = ResourceDef(group="", version="v1", plural="pods", kind="Pod", singular="pod", short_names=("po",), custom=False)
 
 
 @attrs.define(kw_only=True)
@@ -45,6 +46,7 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         super().__attrs_post_init__()
         self.register(NAMESPACE)
         self.register(EVENT)
+        self.register(POD)
         for name in sorted(self.store.namespaces):
             self.add_namespace(name)
 

@@ -1,5 +1,8 @@
 """One real local Ray Serve for the serving integration tests: router + two tiny vLLM revisions.
 
+The router application has `/`; by default no revision has a route (as while a canary is live), with
+`direct=GOOD` the good revision's application also takes `/v1` and routes itself (steady state).
+
 Everything is real (Ray Serve 2.60, the vLLM CPU build, the project's tiny models, the `openai`
 client); the only stand-in is the machine: CPUs instead of GPUs. The stack is shared by the whole
 session because each vLLM engine takes ~30 s to start on 2 cores.
@@ -12,15 +15,16 @@ from collections.abc import Iterator
 import pytest
 
 from slm_serving.config import (
+    API_ROUTE_PREFIX,
     ENGINE_DEPLOYMENT_NAME,
     MODEL_IMPORT_PATH,
     ROUTER_APP_NAME,
     ROUTER_DEPLOYMENT_NAME,
     ROUTER_IMPORT_PATH,
+    ROUTER_ROUTE_PREFIX,
     EngineConfig,
     ModelAppArgs,
     RevisionRoute,
-    RouterArgs,
     RouterUserConfig,
     ServeApplicationConfig,
     ServeConfigV2,
@@ -57,31 +61,38 @@ def engine_application(revision: str, source: str) -> ServeApplicationConfig:
 
 
 def build_config(
-    weights: dict[str, int], extra_revisions: tuple[ServeApplicationConfig, ...] = (), **router_args: object
+    weights: dict[str, int],
+    extra_revisions: tuple[ServeApplicationConfig, ...] = (),
+    *,
+    direct: str | None = None,
+    **router_options: object,
 ) -> ServeConfigV2:
-    """The router (weights in its user_config) plus the good and bad revisions (plus any extra)."""
-    routes = RouterUserConfig(
-        routes=tuple(RevisionRoute(revision=r, app_name=revision_app_name(r), weight=w) for r, w in weights.items())
-    )
-    router = ServeApplicationConfig(
+    """The router (route `/`) and the good and bad revisions (plus any extra), all with the routes
+    (`weights`) as their user_config; the `direct` revision's application also takes `/v1`."""
+    router = RouterUserConfig.model_validate(
+        {
+            "served_model_name": MODEL,
+            "routes": [RevisionRoute(revision=r, app_name=revision_app_name(r), weight=w) for r, w in weights.items()],
+            **router_options,
+        }
+    ).model_dump(mode="json")
+    router_app = ServeApplicationConfig(
         name=ROUTER_APP_NAME,
-        route_prefix="/",
+        route_prefix=ROUTER_ROUTE_PREFIX,
         import_path=ROUTER_IMPORT_PATH,
-        args=RouterArgs.model_validate({"served_model_name": MODEL, **router_args}).model_dump(mode="json"),
-        deployments=(
-            ServeDeploymentConfig(
-                name=ROUTER_DEPLOYMENT_NAME, num_replicas=1, user_config=routes.model_dump(mode="json")
-            ),
-        ),
+        deployments=(ServeDeploymentConfig(name=ROUTER_DEPLOYMENT_NAME, num_replicas=1),),
     )
-    return ServeConfigV2(
-        applications=(
-            router,
-            engine_application(GOOD, "tiny://good"),
-            engine_application(BAD, "tiny://bad"),
-            *extra_revisions,
+    apps = [
+        router_app.model_copy(
+            update={"deployments": (router_app.deployments[0].model_copy(update={"user_config": router}),)}
         )
-    )
+    ]
+    for revision, source in ((GOOD, "tiny://good"), (BAD, "tiny://bad")):
+        app = engine_application(revision, source)
+        deployment = app.deployments[0].model_copy(update={"user_config": router})
+        route = API_ROUTE_PREFIX if revision == direct else None
+        apps.append(app.model_copy(update={"route_prefix": route, "deployments": (deployment,)}))
+    return ServeConfigV2(applications=(*apps, *extra_revisions))
 
 
 @pytest.fixture(scope="session")

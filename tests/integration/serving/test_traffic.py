@@ -1,9 +1,11 @@
-"""Traffic through the router: weighted split, pins, weights changed live (no restart), metrics."""
+"""Traffic through the router: weighted split, pins, weights changed live (no restart), metrics, and
+the HTTP route moving between the router application and the stable revision's own replicas."""
 
 from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -13,7 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
-from slm_serving.config import ENGINE_DEPLOYMENT_NAME, REVISION_HEADER, ROUTER_APP_NAME, ROUTER_DEPLOYMENT_NAME
+from slm_serving.config import (
+    ENGINE_DEPLOYMENT_NAME,
+    REVISION_HEADER,
+    ROUTER_APP_NAME,
+    ROUTER_DEPLOYMENT_NAME,
+    RevisionRoute,
+    RouterUserConfig,
+    ServeConfigV2,
+    revision_app_name,
+)
 from slm_serving.local import LocalServe
 
 from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, build_config, engine_application
@@ -179,3 +190,64 @@ def test_requests_waiting_on_a_retired_revision_are_answered_by_the_new_routes(l
         assert served[GOOD] > 0, served  # rerouted, not served by the deleted application
     finally:
         local_serve.apply(build_config(DEFAULT_WEIGHTS))
+
+
+def _with_router_routes(config: ServeConfigV2, weights: dict[str, int]) -> ServeConfigV2:
+    """`config` with other routes in the router application only: shows which one answered HTTP."""
+    routes = RouterUserConfig(
+        served_model_name=MODEL,
+        routes=tuple(RevisionRoute(revision=r, app_name=revision_app_name(r), weight=w) for r, w in weights.items()),
+    ).model_dump(mode="json")
+    router, *revisions = config.applications
+    assert router.name == ROUTER_APP_NAME
+    router = router.model_copy(
+        update={"deployments": (router.deployments[0].model_copy(update={"user_config": routes}),)}
+    )
+    return config.model_copy(update={"applications": (router, *revisions)})
+
+
+def test_stable_revision_takes_v1_directly_and_gives_it_back_without_a_failed_request(local_serve: LocalServe) -> None:
+    """Steady state: the stable revision's application takes `/v1` and its replicas serve it
+    in-process; a rollout withdraws that route (everything through the router application's `/`) and a
+    promotion or rollback adds it again. Under load, no request fails and no replica restarts. (The
+    router application is given other weights than the engines, so the serving revision shows which
+    one answered HTTP.)"""
+    before = _replicas(local_serve)
+    via_router = _with_router_routes(build_config({GOOD: 100, BAD: 0}), {GOOD: 0, BAD: 100})
+    via_stable = _with_router_routes(build_config({GOOD: 100, BAD: 0}, direct=GOOD), {GOOD: 0, BAD: 100})
+    outcomes: list[int | str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=local_serve.url, timeout=60) as client:
+            while not stop.is_set():
+                try:
+                    outcomes.append(client.post("/v1/completions", json=BODY).status_code)
+                except httpx.HTTPError as error:
+                    outcomes.append(type(error).__name__)
+
+    try:
+        local_serve.apply(via_router)
+        assert _eventually(lambda: _served_by(_send(local_serve.url, 8)) == Counter({BAD: 8}))
+        with ThreadPoolExecutor(4) as pool:
+            clients = [pool.submit(load) for _ in range(4)]
+            try:
+                local_serve.apply(via_stable, wait=False)
+                assert _eventually(lambda: _served_by(_send(local_serve.url, 8)) == Counter({GOOD: 8}))
+                # the stable's own router still reaches the other revision when pinned, and streams
+                assert _served_by(_send(local_serve.url, 4, {REVISION_HEADER: BAD})) == Counter({BAD: 4})
+                stream_body = {**BODY, "max_tokens": 4, "stream": True}
+                with httpx.stream("POST", f"{local_serve.url}/v1/completions", json=stream_body, timeout=60) as r:
+                    assert r.status_code == 200 and r.headers[REVISION_HEADER] == GOOD
+                    assert r.read().decode().rstrip().endswith("data: [DONE]")
+                local_serve.apply(via_router, wait=False)
+                assert _eventually(lambda: _served_by(_send(local_serve.url, 8)) == Counter({BAD: 8}))
+                time.sleep(2)
+            finally:
+                stop.set()
+                for client in clients:
+                    client.result()
+    finally:
+        local_serve.apply(build_config(DEFAULT_WEIGHTS))
+    assert outcomes and Counter(outcomes) == Counter({200: len(outcomes)}), Counter(outcomes)
+    assert _replicas(local_serve) == before  # moving the route restarted nothing

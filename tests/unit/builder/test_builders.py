@@ -14,12 +14,14 @@ from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.api.validation import SchemaValidator, parse_deployment
 from slm_operator.builder.rayservice import build_rayservice, worker_group_name
 from slm_operator.builder.revisions import split_replica_budget
-from slm_operator.builder.serve_config import ENGINE_GRACEFUL_SHUTDOWN_S, build_serve_config
+from slm_operator.builder.serve_config import ENGINE_GRACEFUL_SHUTDOWN_S, build_serve_config, direct_revision
 from slm_serving.config import (
+    API_ROUTE_PREFIX,
     MODEL_IMPORT_PATH,
+    ROUTER_APP_NAME,
     ROUTER_IMPORT_PATH,
+    ROUTER_ROUTE_PREFIX,
     ModelAppArgs,
-    RouterArgs,
     RouterUserConfig,
     revision_app_name,
 )
@@ -100,22 +102,78 @@ def _serve(deployment: SLMDeployment) -> dict[str, Any]:
     return document
 
 
-def test_serve_config_has_router_and_one_app_per_revision() -> None:
+def test_serve_config_during_a_canary_sends_everything_through_the_router_app() -> None:
     deployment = _with_canary(_load(EXAMPLES / "qwen2.5-lora.yaml"), 10, "hf://Qwen/Qwen2.5-0.5B")
     apps = {a["name"]: a for a in _serve(deployment)["applications"]}
     stable, canary = (r.name for r in deployment.status.revisions)  # type: ignore[union-attr]
-    assert set(apps) == {"router", revision_app_name(stable), revision_app_name(canary)}
-    router = apps["router"]
-    assert router["route_prefix"] == "/" and router["import_path"] == ROUTER_IMPORT_PATH
-    routes = RouterUserConfig.model_validate(router["deployments"][0]["user_config"]).routes
-    assert {(r.revision, r.weight) for r in routes} == {(stable, 90), (canary, 10)}
-    assert RouterArgs.model_validate(router["args"]).adapter_names == ("sql-writer", "support-tickets")
+    assert set(apps) == {ROUTER_APP_NAME, revision_app_name(stable), revision_app_name(canary)}
+    assert [name for name, app in apps.items() if app["route_prefix"] is not None] == [ROUTER_APP_NAME]
+    router_app = apps[ROUTER_APP_NAME]
+    assert router_app["route_prefix"] == ROUTER_ROUTE_PREFIX and router_app["import_path"] == ROUTER_IMPORT_PATH
+    router = RouterUserConfig.model_validate(router_app["deployments"][0]["user_config"])
+    assert {(r.revision, r.app_name, r.weight) for r in router.routes} == {
+        (stable, revision_app_name(stable), 90),
+        (canary, revision_app_name(canary), 10),
+    }
+    assert router.served_model_name == deployment.spec.model.served_model_name
+    assert router.adapter_names == ("sql-writer", "support-tickets")
+    for name in (stable, canary):  # every engine carries the routes: any of them can take the HTTP route
+        assert (
+            apps[revision_app_name(name)]["deployments"][0]["user_config"]
+            == router_app["deployments"][0]["user_config"]
+        )
     app = apps[revision_app_name(canary)]
     assert app["route_prefix"] is None and app["import_path"] == MODEL_IMPORT_PATH
     args = ModelAppArgs.model_validate(app["args"])
     assert args.revision == canary and args.engine.source == "hf://Qwen/Qwen2.5-0.5B"
     assert [a.name for a in args.engine.adapters] == ["support-tickets", "sql-writer"]
     assert args.engine.engine_args["enable_lora"] is True
+
+
+def _promoted(deployment: SLMDeployment) -> SLMDeployment:
+    """After promotion: the canary is stable at 100 %, the old stable drains at 0 %."""
+    assert deployment.status is not None
+    old, new = deployment.status.revisions
+    status = SLMDeploymentStatus(
+        stable_revision=new.name,
+        revisions=[
+            new.model_copy(update={"role": "stable", "weight": 100}),
+            old.model_copy(update={"role": "stable", "weight": 0}),
+        ],
+    )
+    return deployment.model_copy(update={"status": status})
+
+
+@pytest.mark.parametrize(
+    ("state", "direct"),
+    [
+        ("fresh", "stable"),  # no status yet: the spec's own revision
+        ("steady", "stable"),
+        ("canary", None),
+        ("canary at 0 %", None),  # validation: pinned prompts to both, compared fairly
+        ("promoted, old draining", "new"),
+    ],
+)
+def test_the_stable_revision_takes_v1_itself_except_while_a_canary_is_live(state: str, direct: str | None) -> None:
+    base = _load(EXAMPLES / "tiny.yaml", uid=None)
+    canary = _with_canary(base, 0 if state == "canary at 0 %" else 20, "tiny://bad")
+    stable = RevisionStatus(
+        name=compute_revision(base.spec), role="stable", weight=100, template=revision_template(base.spec)
+    )
+    deployment = {
+        "fresh": base,
+        "steady": base.model_copy(
+            update={"status": SLMDeploymentStatus(stable_revision=stable.name, revisions=[stable])}
+        ),
+        "canary": canary,
+        "canary at 0 %": canary,
+        "promoted, old draining": _promoted(canary),
+    }[state]
+    expected = {"stable": compute_revision(base.spec), "new": compute_revision(canary.spec), None: None}[direct]
+    assert direct_revision(deployment.spec, deployment.status) == expected
+    routes = {a.name: a.route_prefix for a in build_serve_config(deployment.spec, deployment.status).applications}
+    assert routes.pop(ROUTER_APP_NAME) == ROUTER_ROUTE_PREFIX  # always: the fallback for every request
+    assert routes == {name: API_ROUTE_PREFIX if expected == name.removeprefix("rev-") else None for name in routes}
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,7 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("slm.dev", "slmdeployments/finalizers"): {"update"},
     ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "events"): {"create", "patch"},
+    ("", "pods"): {"list"},
     ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
 }
 CLUSTER_PERMISSIONS: dict[tuple[str, str], set[str]] = {

@@ -22,7 +22,8 @@ from slm_serving.routing import (
 
 def _table(**weights: int) -> RouterUserConfig:
     return RouterUserConfig(
-        routes=tuple(RevisionRoute(revision=r, app_name=f"rev-{r}", weight=w) for r, w in weights.items())
+        served_model_name="m",
+        routes=tuple(RevisionRoute(revision=r, app_name=f"rev-{r}", weight=w) for r, w in weights.items()),
     )
 
 
@@ -50,7 +51,7 @@ def test_pick_without_weight_is_none_but_pins_still_resolve() -> None:
 
 
 def test_empty_table_picks_nothing() -> None:
-    assert build_route_table(RouterUserConfig(routes=())).pick(0.1) is None
+    assert build_route_table(RouterUserConfig(served_model_name="m", routes=())).pick(0.1) is None
 
 
 @pytest.mark.parametrize(

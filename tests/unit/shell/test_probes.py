@@ -9,7 +9,14 @@ import httpx
 import pytest
 
 from slm_operator.api.models import GoldenPrompt
-from slm_operator.probes import RevisionCounters, _chunk_text, _quantile_ms, parse_router_counters, run_validation
+from slm_operator.probes import (
+    RevisionCounters,
+    _chunk_text,
+    _quantile_ms,
+    expand_metrics_urls,
+    parse_router_counters,
+    run_validation,
+)
 
 EXPOSITION = """\
 # HELP ray_slm_router_requests_total Requests answered by the router.
@@ -107,3 +114,25 @@ def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts(
     ]
     assert [o.answer for o in run.outcomes] == ["answer to p1", "answer to p2"]
     assert [o.name for o in run.baseline] == ["p1", "p2"] and run.baseline_revision == "stable"
+
+
+@pytest.mark.parametrize(
+    ("template", "pod_ips", "expected"),
+    [
+        (
+            "http://{pod_ip}:8080/metrics",
+            ["10.0.0.1", "10.0.0.2"],
+            ["http://10.0.0.1:8080/metrics", "http://10.0.0.2:8080/metrics"],
+        ),
+        ("http://{pod_ip}:8080/metrics", [], []),
+        ("http://{pod_ip}:9/m", ["fd00::1"], ["http://[fd00::1]:9/m"]),
+        (
+            "http://{name}-head-svc.{namespace}.svc:8080/metrics",
+            ["10.0.0.1"],
+            ["http://tiny-head-svc.prod.svc:8080/metrics"],
+        ),
+        (" http://a/m , ,http://{pod_ip}/m", ["10.0.0.1"], ["http://a/m", "http://10.0.0.1/m"]),
+    ],
+)
+def test_expand_metrics_urls(template: str, pod_ips: list[str], expected: list[str]) -> None:
+    assert expand_metrics_urls(template, "tiny", "prod", pod_ips) == expected
