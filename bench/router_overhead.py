@@ -4,18 +4,19 @@ In steady state the router runs inside the stable revision's engine replicas and
 in-process, so what is measured is the Serve front end plus the router's own work per request. The
 Serve applications are `build_serve_config(examples/tiny.yaml)`: what `slm serve` deploys.
 
-Both runs use the same model, engine settings and core binding, one after the other (never side by
+All runs use the same model, engine settings and core binding, one after the other (never side by
 side: on 2 cores they would fight), and the same closed-loop load (async httpx, `--concurrency`
 clients, non-streaming completions of `--max-tokens` tokens with ignore_eos, for `--seconds`), then a
 concurrency-1 run for latency alone. CPU time of the serving processes (this script's descendants,
 so not the load generator nor anything else on the machine) gives CPU-ms per request.
 
-Designs, each against the same bare-vLLM run: Serve's default Python proxy (what `slm serve` and a
-default RayService use), in steady state and on the rollout path (the route on the router
-application, as while a canary is live: one Serve handle call more); `RAY_SERVE_THROUGHPUT_OPTIMIZED=1`
-with the client on the stable replica's own port (direct ingress); and HAProxy as Serve's HTTP proxy
-in front of direct ingress (`RAY_SERVE_ENABLE_HA_PROXY`). The headline numbers are the best
-design's; all designs are in `designs`.
+Designs: Serve's default Python proxy (what `slm serve` and a default RayService use), in steady
+state and on the rollout path (`/v1` withdrawn, all through the router application, as while a
+canary is live: one Serve handle call more); `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` with the client on
+the stable replica's own port (direct ingress); and HAProxy as Serve's HTTP proxy in front of direct
+ingress (`RAY_SERVE_ENABLE_HA_PROXY`). Bare vLLM is measured first and again last; each design is
+compared with the mean of the two (shared machines drift: `bare_rps_before_after` shows by how
+much). The headline numbers are the best design's; all designs are in `designs`.
 
 Usage: python bench/router_overhead.py [--concurrency 16] [--seconds 20] [--max-tokens 16]
 Last line: {"throughput_ratio": ..., "added_p50_ms": ..., "added_p99_ms": ..., "design": ..., ...}
@@ -209,6 +210,11 @@ def summary(name: str, bare: dict[str, Any], routed: dict[str, Any]) -> dict[str
     }
 
 
+def averaged(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """The mean of two `measure` results, figure by figure."""
+    return {load: {key: (first[load][key] + second[load][key]) / 2 for key in first[load]} for load in first}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -217,27 +223,30 @@ def main() -> None:
     args = parser.parse_args()
 
     ensure_tiny_model("good")
+    routed: dict[str, dict[str, Any]] = {}
     with bare_vllm() as url:
-        bare = measure(url, args)
-    print("bare vLLM:", json.dumps(bare), flush=True)
-    results = []
+        bare_before = measure(url, args)
+    print("bare vLLM:", json.dumps(bare_before), flush=True)
     with LocalServe() as local:
         local.apply(serve_config())
-        results.append(summary("serve-proxy", bare, measure(local.url, args)))
-        print(json.dumps(results[-1]), flush=True)
+        routed["serve-proxy"] = measure(local.url, args)
         local.apply(rollout_path_config())
-        time.sleep(5)  # the proxy picks up the moved route
-        results.append(summary("serve-proxy-rollout-path", bare, measure(local.url, args)))
-    print(json.dumps(results[-1]), flush=True)
+        time.sleep(5)  # the proxy picks up the withdrawn route
+        routed["serve-proxy-rollout-path"] = measure(local.url, args)
     with LocalServe(serve_env=THROUGHPUT_OPTIMIZED) as local:
         local.apply(serve_config())
-        results.append(summary("throughput-optimized-direct-ingress", bare, measure(direct_ingress_url(local), args)))
-    print(json.dumps(results[-1]), flush=True)
+        routed["throughput-optimized-direct-ingress"] = measure(direct_ingress_url(local), args)
     with LocalServe(serve_env=THROUGHPUT_OPTIMIZED | {"RAY_SERVE_ENABLE_HA_PROXY": "1"}) as local:
         local.apply(serve_config())
-        results.append(summary("throughput-optimized-haproxy", bare, measure(local.url, args)))
-    print(json.dumps(results[-1]), flush=True)
+        routed["throughput-optimized-haproxy"] = measure(local.url, args)
+    with bare_vllm() as url:  # again at the end: shared machines drift, the reference is the mean of both
+        bare_after = measure(url, args)
+    print("bare vLLM again:", json.dumps(bare_after), flush=True)
 
+    bare = averaged(bare_before, bare_after)
+    results = [summary(name, bare, figures) for name, figures in routed.items()]
+    for result in results:
+        print(json.dumps(result), flush=True)
     best = max(results, key=lambda r: r["throughput_ratio"])
     print(
         json.dumps(
@@ -247,6 +256,10 @@ def main() -> None:
                 "added_p99_ms": best["added_p99_ms"],
                 "design": best["design"],
                 "bare_rps": round(bare["loaded"]["rps"], 1),
+                "bare_rps_before_after": [
+                    round(bare_before["loaded"]["rps"], 1),
+                    round(bare_after["loaded"]["rps"], 1),
+                ],
                 "bare_cpu_ms_per_request": round(bare["loaded"]["cpu_ms_per_request"], 2),
                 "bare_p50_ms_c1": round(bare["c1"]["p50_ms"], 2),
                 "designs": results,
