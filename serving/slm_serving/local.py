@@ -265,7 +265,10 @@ def run_local(config: ServeConfigV2, *, port: int = 8000, num_cpus: int = DEFAUL
                 local.apply(config)
                 console.print(f"[green]serving[/green] OpenAI API at {local.url}/v1 (metrics: {local.metrics_url})")
                 console.print("Ctrl-C stops")
-                stop.wait()
+                # Wake up now and then: a Ctrl-C the kernel hands to one of Ray's threads is acted on only
+                # when the main thread runs Python code again, never while it blocks in a bare wait().
+                while not stop.wait(_POLL_S):
+                    pass
             console.print("shutting down")
     finally:
         signal.signal(signal.SIGTERM, previous)
