@@ -259,6 +259,9 @@ def run_local(config: ServeConfigV2, *, port: int = 8000, num_cpus: int = DEFAUL
     console = Console()
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C raises KeyboardInterrupt even where SIGINT was inherited as ignored (a command started
+    # with `&` from a script), which Python would otherwise leave ignored.
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with LocalServe(port=port, num_cpus=num_cpus) as local:
             with suppress(KeyboardInterrupt):  # Ctrl-C while the applications still start stops as cleanly
@@ -272,3 +275,4 @@ def run_local(config: ServeConfigV2, *, port: int = 8000, num_cpus: int = DEFAUL
             console.print("shutting down")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
