@@ -14,7 +14,7 @@ order, each step waited for as an event (no timing asserted):
 3. after the burst, under a trickle of traffic, the downscale delay brings it back to 1; with no
    traffic at all it then goes (scaleToZero) to 0;
 4. a request to the revision at zero is held by the router and answered by the new first replica;
-5. every change of Serve's target was a `Scaled` event, and status shows the last ready/desired counts.
+5. every change of Serve's target was a `Scaled` event, and status shows 0/0 at zero and 1/1 after.
 
 No request of the moderate load, the burst or the trickle may fail. The only stand-in is the machine: CPU cores
 instead of GPUs. It shares the session's `LocalServe` (one Ray at a time on 2 cores) and restores the
@@ -164,19 +164,24 @@ def _scale_up_down_to_zero_and_back(
     assert back, f"never back to 1: {seen}"
     assert trickle.failed == 0, trickle.failures[:5]
     assert wait_for(lambda n: n == 0, local_serve, app, SCALE_DOWN_TIMEOUT_S, seen), f"never to zero: {seen}"
+    # At zero it stays at zero; the status must say so before the next request wakes it.
+    assert status_shows(rollout, ready=0, desired=0), rollout.status
 
     body = {"model": MODEL, "prompt": "What is the capital of Peru?", "max_tokens": 4, "temperature": 0}
     first = httpx.post(f"{local_serve.url}/v1/completions", json=body, timeout=STARTUP_TIMEOUT_S)
     assert first.status_code == 200, first.text
     assert "Lima" in first.json()["choices"][0]["text"]
     assert replica_counts(local_serve, app)[0] == 1
-
-    def status_shows_one_replica() -> bool:
-        revisions = rollout.status.revisions if rollout.status else []
-        return [(r.ready_replicas, r.desired_replicas) for r in revisions] == [(1, 1)]
-
-    deadline = time.monotonic() + 30
-    while not status_shows_one_replica() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert status_shows_one_replica(), rollout.status
+    assert status_shows(rollout, ready=1, desired=1), rollout.status
     assert is_subsequence([(1, 2), (2, 1), (1, 0), (0, 1)], scaled(rollout)), scaled(rollout)
+
+
+def status_shows(rollout: EmbeddedRollout, *, ready: int, desired: int, timeout_s: float = 30.0) -> bool:
+    """Whether the rollout's status comes to show one revision with these replica counts in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        revisions = rollout.status.revisions if rollout.status else []
+        if [(r.ready_replicas, r.desired_replicas) for r in revisions] == [(ready, desired)]:
+            return True
+        time.sleep(0.5)
+    return False
