@@ -13,7 +13,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -198,14 +199,29 @@ def has_nvidia_gpu() -> bool:
     return smi is not None and subprocess.run([smi, "-L"], capture_output=True, check=False).returncode == 0
 
 
-def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1.0) -> None:
-    """`slm serve`: serve FILE on localhost, rolling out every edit, until Ctrl-C or SIGTERM."""
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event that SIGTERM sets; Ctrl-C raises KeyboardInterrupt, even where SIGINT was inherited as
+    ignored (a command started with `&` from a script), which Python would otherwise leave ignored.
+    The previous handlers come back on exit."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_interrupt)
+
+
+def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1.0) -> None:
+    """`slm serve`: serve FILE on localhost, rolling out every edit, until Ctrl-C or SIGTERM, then stop
+    every process it started. The main thread wakes every `interval_s`: a Ctrl-C the kernel hands to one
+    of Ray's threads is acted on only when the main thread runs Python code again."""
     gpu = has_nvidia_gpu()
     console.print(f"starting a local Ray ({'GPU' if gpu else 'CPU: vLLM CPU backend'}) for {path}")
-    try:
-        with LocalServe(port=port) as local:
+    with stop_on_signals() as stop, suppress(KeyboardInterrupt), LocalServe(port=port) as local:
+        with suppress(KeyboardInterrupt):
             rollout = EmbeddedRollout(path, local, on_event=lambda e: print_event(console, e), has_gpu=gpu)
             console.print(f"OpenAI API at [bold]{local.url}/v1[/bold]; edit {path} to roll out a new revision")
             console.print("Ctrl-C stops")
@@ -217,11 +233,8 @@ def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1
                     console.print(line)
                     last = line
                 stop.wait(interval_s)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        console.print("stopped")
+        console.print("shutting down")
+    console.print("stopped")
 
 
 def summary_line(status: SLMDeploymentStatus | None) -> str:

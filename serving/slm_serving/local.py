@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -250,29 +248,3 @@ class LocalServe:
         if self._client is None:
             raise RuntimeError("LocalServe is not started")
         return self._client
-
-
-def run_local(config: ServeConfigV2, *, port: int = 8000, num_cpus: int = DEFAULT_NUM_CPUS) -> None:
-    """Serve `config` on `port` until Ctrl-C (or SIGTERM), then shut everything down."""
-    from rich.console import Console
-
-    console = Console()
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    # Ctrl-C raises KeyboardInterrupt even where SIGINT was inherited as ignored (a command started
-    # with `&` from a script), which Python would otherwise leave ignored.
-    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with LocalServe(port=port, num_cpus=num_cpus) as local:
-            with suppress(KeyboardInterrupt):  # Ctrl-C while the applications still start stops as cleanly
-                local.apply(config)
-                console.print(f"[green]serving[/green] OpenAI API at {local.url}/v1 (metrics: {local.metrics_url})")
-                console.print("Ctrl-C stops")
-                # Wake up now and then: a Ctrl-C the kernel hands to one of Ray's threads is acted on only
-                # when the main thread runs Python code again, never while it blocks in a bare wait().
-                while not stop.wait(_POLL_S):
-                    pass
-            console.print("shutting down")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_interrupt)
