@@ -22,6 +22,13 @@ def live_revisions(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) 
     return [RevisionStatus(name=template_revision(template), role="stable", weight=100, template=template)]
 
 
+def serving_revision(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> str:
+    """The revision that serves outside a canary: the stable one while it is live, else the first live one."""
+    names = [r.name for r in live_revisions(spec, status)]
+    stable = status.stable_revision if status is not None else None
+    return stable if stable is not None and stable in names else names[0]
+
+
 @dataclass(frozen=True)
 class ReplicaBounds:
     min_replicas: int
@@ -54,7 +61,7 @@ def revision_bounds(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None)
     the router no longer uses it): it may shrink to nothing and never grows.
     """
     revisions = live_revisions(spec, status)
-    stable = status.stable_revision if status is not None and status.stable_revision else revisions[0].name
+    stable = serving_revision(spec, status)
     canary = status.canary_revision if status is not None else None
     autoscaling = spec.autoscaling
     draining = ReplicaBounds(0, 1)

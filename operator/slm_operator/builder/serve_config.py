@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec, SLMDeploymentStatus
-from slm_operator.builder.revisions import ReplicaBounds, live_revisions, revision_bounds
+from slm_operator.builder.revisions import ReplicaBounds, live_revisions, revision_bounds, serving_revision
 from slm_operator.constants import SERVE_PORT
 from slm_serving.config import (
     API_ROUTE_PREFIX,
@@ -108,9 +108,7 @@ def direct_revision(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None)
     there is a stable), except while a canary is live (None: all through the router application)."""
     if status is not None and status.canary_revision is not None:
         return None
-    names = [r.name for r in live_revisions(spec, status)]
-    stable = status.stable_revision if status is not None else None
-    return stable if stable is not None and stable in names else names[0]
+    return serving_revision(spec, status)
 
 
 def build_router_application(router: RouterUserConfig) -> ServeApplicationConfig:
