@@ -201,8 +201,8 @@ class AutoscalingSpec(ApiModel):
     )
     scale_to_zero: bool = Field(
         default=False,
-        description="Allow minReplicas 0: requests are held (by Serve, or the router for a canary) "
-        "while the first replica starts.",
+        description="Allow minReplicas 0: the router holds requests while the first replica starts "
+        "(up to 300 s and 1000 requests, then 503).",
     )
 
 

@@ -105,8 +105,10 @@ def build_router_config(spec: SLMDeploymentSpec, revisions: Sequence[RevisionSta
 
 def direct_revision(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> str | None:
     """The revision whose application takes `/v1` directly: the stable one (the first live one before
-    there is a stable), except while a canary is live (None: all through the router application)."""
-    if status is not None and status.canary_revision is not None:
+    there is a stable). None (all through the router application) while a canary is live, and for a
+    deployment that may scale to zero: at zero the router holds requests within its cold-start bounds
+    (timeout, most held) and answers `/v1/models` itself, where Serve's proxy would hold them unbounded."""
+    if spec.autoscaling.min_replicas == 0 or (status is not None and status.canary_revision is not None):
         return None
     return serving_revision(spec, status)
 

@@ -144,6 +144,11 @@ def _promoted(deployment: SLMDeployment) -> SLMDeployment:
     return deployment.model_copy(update={"status": status})
 
 
+def _may_scale_to_zero(deployment: SLMDeployment) -> SLMDeployment:
+    autoscaling = deployment.spec.autoscaling.model_copy(update={"min_replicas": 0, "scale_to_zero": True})
+    return deployment.model_copy(update={"spec": deployment.spec.model_copy(update={"autoscaling": autoscaling})})
+
+
 @pytest.mark.parametrize(
     ("state", "direct"),
     [
@@ -152,22 +157,23 @@ def _promoted(deployment: SLMDeployment) -> SLMDeployment:
         ("canary", None),
         ("canary at 0 %", None),  # validation: pinned prompts to both, compared fairly
         ("promoted, old draining", "new"),
+        ("steady, may scale to zero", None),  # the router holds requests at zero, within bounds
     ],
 )
-def test_the_stable_revision_takes_v1_itself_except_while_a_canary_is_live(state: str, direct: str | None) -> None:
+def test_the_stable_revision_takes_v1_itself_except_during_canaries_and_at_zero(state: str, direct: str | None) -> None:
     base = _load(EXAMPLES / "tiny.yaml", uid=None)
     canary = _with_canary(base, 0 if state == "canary at 0 %" else 20, "tiny://bad")
     stable = RevisionStatus(
         name=compute_revision(base.spec), role="stable", weight=100, template=revision_template(base.spec)
     )
+    steady = base.model_copy(update={"status": SLMDeploymentStatus(stable_revision=stable.name, revisions=[stable])})
     deployment = {
         "fresh": base,
-        "steady": base.model_copy(
-            update={"status": SLMDeploymentStatus(stable_revision=stable.name, revisions=[stable])}
-        ),
+        "steady": steady,
         "canary": canary,
         "canary at 0 %": canary,
         "promoted, old draining": _promoted(canary),
+        "steady, may scale to zero": _may_scale_to_zero(steady),
     }[state]
     expected = {"stable": compute_revision(base.spec), "new": compute_revision(canary.spec), None: None}[direct]
     assert direct_revision(deployment.spec, deployment.status) == expected
