@@ -28,6 +28,7 @@ from rich.table import Table
 from slm_operator.api.models import Phase
 from slm_operator.embedded import EmbeddedRollout, LocalEvent, has_nvidia_gpu, print_event, summary_line
 from slm_operator.rollout.decide import Reason, RolloutSettings
+from slm_operator.rollout.working import DEFAULT_MIN_STEP_REQUESTS
 from slm_serving.config import REVISION_HEADER
 from slm_serving.local import LocalServe
 
@@ -188,7 +189,9 @@ def roll_out(
     return event, seconds
 
 
-def run_story(console: Console, example: Path = EXAMPLE, *, min_step_requests: int = 10) -> StoryResult:
+def run_story(
+    console: Console, example: Path = EXAMPLE, *, min_step_requests: int = DEFAULT_MIN_STEP_REQUESTS
+) -> StoryResult:
     """Serve, roll out good then bad under steady load, and report. Stops everything it started."""
     stats = TrafficStats()
     console.rule("1. serve the tiny model")

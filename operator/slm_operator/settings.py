@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from slm_operator.rollout.working import DEFAULT_MIN_STEP_REQUESTS
+
 
 class OperatorSettings(BaseSettings):
     """What the Helm chart sets (`SLM_NAMESPACES`, `SLM_PEERING_NAME`, …); defaults suit a cluster."""
@@ -64,7 +66,9 @@ class OperatorSettings(BaseSettings):
         default=10.0, ge=0, description="How long after a serveConfigV2 change the router counts as updated."
     )
     min_step_requests: int = Field(
-        default=20, ge=0, description="Canary requests a traffic step needs before its live metrics are judged."
+        default=DEFAULT_MIN_STEP_REQUESTS,
+        ge=0,
+        description="Canary requests a traffic step needs before its live metrics are judged.",
     )
 
     @property

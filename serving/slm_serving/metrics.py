@@ -12,8 +12,13 @@ from typing import Final
 
 from ray.util import metrics
 
-_LATENCY_BUCKETS: Final = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
-_TTFT_BUCKETS: Final = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+TTFT_BUCKETS: Final = [
+    0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30,
+]  # fmt: skip
+"""1 ms to 30 s, each bound at most 1.67 times the one before: the rollout gate compares p95s estimated
+within these buckets against ratio limits such as 1.5x, which wider buckets (0.1 s, 0.25 s) blur."""
+LATENCY_BUCKETS: Final = [*TTFT_BUCKETS, 60, 120]
 
 NO_REVISION_TAG: Final = "none"
 """`revision` tag of requests rejected before a revision was chosen (bad body, unknown model)."""
@@ -36,13 +41,13 @@ class RouterMetrics:
         self.latency = metrics.Histogram(
             "slm_router_request_latency_seconds",
             description="Time from receiving a request to the end of its answer.",
-            boundaries=_LATENCY_BUCKETS,
+            boundaries=LATENCY_BUCKETS,
             tag_keys=("revision", "endpoint"),
         )
         self.ttft = metrics.Histogram(
             "slm_router_time_to_first_token_seconds",
             description="Streaming requests: time from receiving the request to the first token chunk.",
-            boundaries=_TTFT_BUCKETS,
+            boundaries=TTFT_BUCKETS,
             tag_keys=("revision", "endpoint"),
         )
         self.prompt_tokens = metrics.Counter(

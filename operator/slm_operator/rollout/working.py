@@ -49,11 +49,16 @@ class Reason(StrEnum):
     """The autoscaler changed how many replicas a revision wants."""
 
 
+DEFAULT_MIN_STEP_REQUESTS = 40
+"""The p95 of fewer than 20 requests is their slowest one, so one slow request would decide the step;
+from 40 requests on, the two slowest no longer count."""
+
+
 @dataclass(frozen=True)
 class RolloutSettings:
     """Operator-wide knobs of the state machine (not per SLMDeployment)."""
 
-    min_step_requests: int = 20
+    min_step_requests: int = DEFAULT_MIN_STEP_REQUESTS
     """Canary requests a traffic step needs before its live metrics are judged; until then the step
     waits (a person may `promote`). 0 judges whatever arrived."""
     canary_start_timeout_s: int = 1800

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from slm_operator.probes import (
     parse_router_counters,
     run_validation,
 )
+from slm_serving.metrics import LATENCY_BUCKETS
 
 EXPOSITION = """\
 # HELP ray_slm_router_requests_total Requests answered by the router.
@@ -71,6 +73,26 @@ def test_quantile_is_prometheus_histogram_quantile(
 ) -> None:
     got = _quantile_ms(buckets, q)
     assert got == (pytest.approx(expected_ms) if expected_ms is not None else None)
+
+
+@pytest.mark.parametrize(
+    "latencies_s",
+    [
+        [0.095] * 40 + [0.6] * 2,  # two slow requests of 42: p95 is a normal one
+        [0.08 + 0.001 * i for i in range(60)],  # 80-139 ms, spread out
+        [0.1] * 19 + [0.9],  # 20 requests: p95 falls between the two
+        [0.004, 0.012, 0.03, 0.2, 1.2, 7.0, 45.0],
+    ],
+)
+def test_the_routers_buckets_keep_a_p95_estimate_within_their_spacing(latencies_s: list[float]) -> None:
+    """The gate compares p95s that `_quantile_ms` estimates from the router's histogram buckets: the
+    estimate and the true p95 share a bucket, so they differ by at most the buckets' spacing (1.67x)."""
+    buckets = {bound: float(sum(1 for x in latencies_s if x <= bound)) for bound in [*LATENCY_BUCKETS, float("inf")]}
+    ordered = sorted(latencies_s)
+    true_p95 = ordered[math.ceil(0.95 * len(ordered)) - 1] * 1000
+    estimate = _quantile_ms(buckets, 0.95)
+    assert estimate is not None
+    assert true_p95 / 1.67 <= estimate <= true_p95 * 1.67, (estimate, true_p95)
 
 
 @pytest.mark.parametrize(
