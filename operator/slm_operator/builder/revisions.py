@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slm_operator.api.models import (
@@ -22,11 +23,11 @@ def live_revisions(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) 
     return [RevisionStatus(name=template_revision(template), role="stable", weight=100, template=template)]
 
 
-def serving_revision(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> str:
-    """The revision that serves outside a canary: the stable one while it is live, else the first live one."""
-    names = [r.name for r in live_revisions(spec, status)]
+def serving_revision(revisions: Sequence[RevisionStatus], status: SLMDeploymentStatus | None) -> str:
+    """Of the live `revisions`, the one that serves outside a canary: the stable one while it is live,
+    else the first."""
     stable = status.stable_revision if status is not None else None
-    return stable if stable is not None and stable in names else names[0]
+    return stable if stable is not None and any(r.name == stable for r in revisions) else revisions[0].name
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def revision_bounds(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None)
     the router no longer uses it): it may shrink to nothing and never grows.
     """
     revisions = live_revisions(spec, status)
-    stable = serving_revision(spec, status)
+    stable = serving_revision(revisions, status)
     canary = status.canary_revision if status is not None else None
     autoscaling = spec.autoscaling
     draining = ReplicaBounds(0, 1)

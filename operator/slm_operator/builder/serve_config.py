@@ -110,7 +110,7 @@ def direct_revision(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None)
     (timeout, most held) and answers `/v1/models` itself, where Serve's proxy would hold them unbounded."""
     if spec.autoscaling.min_replicas == 0 or (status is not None and status.canary_revision is not None):
         return None
-    return serving_revision(spec, status)
+    return serving_revision(live_revisions(spec, status), status)
 
 
 def build_router_application(router: RouterUserConfig) -> ServeApplicationConfig:
