@@ -220,6 +220,8 @@ def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1
     of Ray's threads is acted on only when the main thread runs Python code again."""
     gpu = has_nvidia_gpu()
     console.print(f"starting a local Ray ({'GPU' if gpu else 'CPU: vLLM CPU backend'}) for {path}")
+    # Ctrl-C while Ray starts ends quietly (outer suppress); once serving, the inner one lets the
+    # "shutting down" line print before LocalServe stops every process it started.
     with stop_on_signals() as stop, suppress(KeyboardInterrupt), LocalServe(port=port) as local:
         with suppress(KeyboardInterrupt):
             rollout = EmbeddedRollout(path, local, on_event=lambda e: print_event(console, e), has_gpu=gpu)
