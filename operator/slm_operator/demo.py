@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,7 @@ def serving(example: Path, console: Console, settings: RolloutSettings) -> Itera
             settings=settings,
             has_gpu=has_nvidia_gpu(),
         )
-        with background(drive, rollout):
+        with closing(rollout), background(drive, rollout):
             wait_settled(rollout, ACT_TIMEOUT_S)
             yield rollout, path
 

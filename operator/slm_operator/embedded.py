@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,24 +26,14 @@ from rich.console import Console
 from slm_operator.api.models import SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.api.validation import InvalidSpecError, parse_deployment
 from slm_operator.builder.serve_config import build_serve_config
-from slm_operator.observer import RolloutObserver
-from slm_operator.rollout.actions import (
-    Action,
-    ApplyRevisions,
-    ClearCommand,
-    EmitEvent,
-    ObserveMetrics,
-    RecordQuality,
-    RunValidation,
-)
+from slm_operator.executor import carry_out
+from slm_operator.observer import ProbeLoop, RolloutObserver
+from slm_operator.rollout.actions import RecordQuality
 from slm_operator.rollout.decide import Observation, RolloutSettings, decide
+from slm_operator.routes import DEFAULT_ROUTES_SETTLE_SECONDS, is_routes_settled
 from slm_operator.serve_details import read_revisions
 from slm_serving.config import ROUTER_APP_NAME
 from slm_serving.local import LocalServe, LocalServeError
-
-ROUTES_SETTLE_S = 5.0
-"""How long after a config change the router counts as reconfigured: a retired revision's application
-is deleted only then (a request still routed to a deleted application would wait for it in vain)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +68,16 @@ class EmbeddedRollout:
     _applied: tuple[tuple[str, int], ...] | None = None
     _applied_at: float = 0.0
     _last_error: str | None = None
-    observer: RolloutObserver = field(default_factory=RolloutObserver)
+    routes_settle_seconds: float = DEFAULT_ROUTES_SETTLE_SECONDS
+    probes: ProbeLoop = field(default_factory=ProbeLoop)
+    observer: RolloutObserver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.observer = RolloutObserver(self.probes)
+
+    def close(self) -> None:
+        """Cancel the probes still running."""
+        self.probes.close()
 
     def reload(self) -> bool:
         """Re-read the file; a changed spec is a new generation. Invalid edits are reported and ignored."""
@@ -125,8 +124,7 @@ class EmbeddedRollout:
         )
         self.status = decision.status
         self._converge()
-        for action in decision.actions:
-            self._carry_out(action)
+        carry_out(decision.actions, self.spec, self.observer, _LocalShell(self))
 
     # ------------------------------------------------------------ observe
 
@@ -136,11 +134,13 @@ class EmbeddedRollout:
         replicas = read_revisions(details, revisions)
         self.peak_replicas = max(self.peak_replicas, sum(replicas.ready.values()))
         router = (details.get("applications") or {}).get(ROUTER_APP_NAME) or {}
-        routes_settled = (
-            self._applied == _weights(self.status)
-            and router.get("status") == "RUNNING"
-            and time.monotonic() - self._applied_at >= ROUTES_SETTLE_S
+        routes_settled = is_routes_settled(
+            config_applied=self._applied == _weights(self.status),
+            router_running=router.get("status") == "RUNNING",
+            seconds_since_applied=time.monotonic() - self._applied_at,
+            settle_seconds=self.routes_settle_seconds,
         )
+        self.observer.sync(self.generation)
         validation, live = self.observer.take()
         return Observation(
             running=replicas.running,
@@ -161,30 +161,37 @@ class EmbeddedRollout:
             self.local.apply(build_serve_config(self.spec, self.status), wait=False)
             self._applied, self._applied_at = wanted, time.monotonic()
 
-    def _carry_out(self, action: Action) -> None:
-        assert self.spec is not None
-        if isinstance(action, ApplyRevisions):
-            return  # done by _converge, which also covers restarts and missed passes
-        if isinstance(action, RunValidation):
-            self.observer.run_validation(self.local.url, self.spec, action)
-        elif isinstance(action, ObserveMetrics):
-            self.observer.observe_live([self.local.metrics_url], action)
-        elif isinstance(action, EmitEvent):
-            self._emit(action.type, action.reason, action.message)
-        elif isinstance(action, RecordQuality):
-            verdict = "passed" if action.passed else "FAILED"
-            self._emit(
-                "Normal" if action.passed else "Warning",
-                "QualityCheck",
-                f"{action.revision} {verdict} ({action.pass_rate:.0%} of golden prompts)",
-            )
-        elif isinstance(action, ClearCommand):
-            return  # no command annotation locally
-
     def _emit(self, kind: str, reason: str, message: str) -> None:
         event = LocalEvent(datetime.now(UTC), kind, reason, message)
         self.events.append(event)
         self.on_event(event)
+
+
+@dataclass
+class _LocalShell:
+    """How the executor reaches the local Ray Serve (see `executor.Shell`)."""
+
+    rollout: EmbeddedRollout
+
+    def router_url(self) -> str:
+        return self.rollout.local.url
+
+    def metrics_urls(self) -> list[str] | None:
+        return [self.rollout.local.metrics_url]
+
+    def emit(self, type_: str, reason: str, message: str) -> None:
+        self.rollout._emit(type_, reason, message)
+
+    def record_quality(self, action: RecordQuality) -> None:
+        verdict = "passed" if action.passed else "FAILED"
+        self.rollout._emit(
+            "Normal" if action.passed else "Warning",
+            "QualityCheck",
+            f"{action.revision} {verdict} ({action.pass_rate:.0%} of golden prompts)",
+        )
+
+    def clear_command(self) -> None:
+        """No command annotation locally."""
 
 
 def fit_to_machine(spec: SLMDeploymentSpec, *, has_gpu: bool) -> SLMDeploymentSpec:
@@ -223,8 +230,8 @@ def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1
     # Ctrl-C while Ray starts ends quietly (outer suppress); once serving, the inner one lets the
     # "shutting down" line print before LocalServe stops every process it started.
     with stop_on_signals() as stop, suppress(KeyboardInterrupt), LocalServe(port=port) as local:
-        with suppress(KeyboardInterrupt):
-            rollout = EmbeddedRollout(path, local, on_event=lambda e: print_event(console, e), has_gpu=gpu)
+        rollout = EmbeddedRollout(path, local, on_event=lambda e: print_event(console, e), has_gpu=gpu)
+        with closing(rollout), suppress(KeyboardInterrupt):
             console.print(f"OpenAI API at [bold]{local.url}/v1[/bold]; edit {path} to roll out a new revision")
             console.print("Ctrl-C stops")
             last = ""

@@ -20,10 +20,9 @@ from slm_operator.kube import (
     RAY_VERSION,
     ConflictError,
     KubeError,
-    RejectedError,
     TransientError,
 )
-from slm_operator.reconcile import NotOursError, Reconciler
+from slm_operator.reconcile import Reconciler, RetryLaterError
 from slm_operator.settings import OperatorSettings
 
 SLMD = (models.GROUP, models.VERSION, models.PLURAL)
@@ -46,7 +45,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.reconnect_backoff = 0.5
     kopf_settings.execution.max_workers = 16
-    kopf_settings.posting.level = logging.INFO
+    # Events are the operator's own, one per transition (slm_operator.events): kopf would post its
+    # handler outcomes — every timer run, every retry of the same failure.
+    kopf_settings.posting.enabled = False
 
 
 def _reconcile(memo: Any, body: kopf.Body, retry: int) -> None:
@@ -54,11 +55,14 @@ def _reconcile(memo: Any, body: kopf.Body, retry: int) -> None:
     with memo.metrics.duration.time():
         try:
             phase = reconciler.reconcile(dict(body))
+        except RetryLaterError as e:  # the reason is in status; the delay grows with each failure
+            memo.metrics.reconciles.labels("failed").inc()
+            raise kopf.TemporaryError(str(e), delay=e.delay) from e
         except (TransientError, ConflictError) as e:
             memo.metrics.errors.labels(type(e).__name__).inc()
             memo.metrics.reconciles.labels("retry").inc()
             raise kopf.TemporaryError(str(e), delay=backoff(retry)) from e
-        except (NotOursError, RejectedError, KubeError) as e:
+        except KubeError as e:
             memo.metrics.errors.labels(type(e).__name__).inc()
             memo.metrics.reconciles.labels("failed").inc()
             raise kopf.PermanentError(str(e)) from e
@@ -139,8 +143,8 @@ def build_registry(
         if owner is None or type == "DELETED":
             return
         try:
-            memo.reconciler.reconcile(memo.api.get_deployment(body["metadata"]["namespace"], owner))
-        except KubeError as e:  # the owner's next reconcile or the next RayService event catches up
+            memo.reconciler.reconcile({"metadata": {"namespace": body["metadata"]["namespace"], "name": owner}})
+        except (KubeError, RetryLaterError) as e:  # the owner's next reconcile or the next RayService event catches up
             logger.info("could not reconcile %s after its RayService changed: %s", owner, e)
 
     return registry

@@ -92,8 +92,12 @@ class KubeApi:
             )
         )
 
-    def patch_deployment_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """Merge-patch `status` through the status subresource: the spec is never written."""
+    def patch_deployment_status(
+        self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
+    ) -> None:
+        """Merge-patch `status` through the status subresource (the spec is never written), only if the
+        object is still at `resource_version`: else ConflictError (409), and the caller re-reads."""
+        metadata = {"resourceVersion": resource_version} if resource_version else {}
         translate(
             lambda: self._objects.patch_namespaced_custom_object_status(
                 models.GROUP,
@@ -101,7 +105,7 @@ class KubeApi:
                 namespace,
                 models.PLURAL,
                 name,
-                {"status": status},
+                {"metadata": metadata, "status": status},
                 field_manager=self._manager,
                 _request_timeout=self._timeout,
             )
@@ -117,6 +121,17 @@ class KubeApi:
                 models.PLURAL,
                 name,
                 {"metadata": {"annotations": {key: None}}},
+                field_manager=self._manager,
+                _request_timeout=self._timeout,
+            )
+        )
+
+    def create_event(self, body: dict[str, Any]) -> None:
+        """Post one core/v1 Event (see `events.build_event`)."""
+        translate(
+            lambda: self._core.create_namespaced_event(
+                body["metadata"]["namespace"],
+                body,  # type: ignore[arg-type]  # the client sends a dict as it is
                 field_manager=self._manager,
                 _request_timeout=self._timeout,
             )

@@ -1,54 +1,220 @@
-"""Carries out the probing actions of `rollout.decide` and hands their results to the next pass.
+"""Carries out the probing actions of `rollout.decide` in the background and hands their results to a
+later pass: golden prompts, live-metric scrapes and Serve's replica counts never run inside a pass.
 
-One `RolloutObserver` per SLMDeployment, kept in memory by the shell (the operator or `slm serve`). A
-result is handed over once; losing it (a restart) only means `decide` asks again.
+`ProbeLoop` is one asyncio event loop in a daemon thread, owned by the shell (the operator or
+`slm serve`), that runs every probe of every SLMDeployment. One `RolloutObserver` per SLMDeployment
+starts its probes there (at most one of each kind at a time, each with a total deadline), keeps the
+finished results, and cancels what is running when the object changes generation or is deleted.
+A pass only starts probes and reads finished results. A result is handed over once; losing it (a
+restart) only means `decide` asks again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
 
 from slm_operator.api.models import SLMDeploymentSpec
-from slm_operator.probes import RevisionCounters, run_validation, scrape_router_counters
+from slm_operator.probes import VALIDATION_DEADLINE_S, RevisionCounters, run_validation, scrape_router_counters
 from slm_operator.rollout.actions import ObserveMetrics, RunValidation
 from slm_operator.rollout.gate import LiveMetrics, ValidationRun
+from slm_operator.serve_details import RevisionReplicas, fetch_serve_details, read_revisions
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SERVE_DETAILS_TIMEOUT_S = 5.0
+SERVE_DETAILS_MIN_INTERVAL_S = 5.0
+"""Serve's replica counts are read at most this often per SLMDeployment."""
+
+
+class ProbeLoop:
+    """An asyncio loop in a daemon thread: where every probe of one shell runs. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="slm-probes", daemon=True)
+        self._thread.start()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def close(self) -> None:
+        """Cancel every probe still running and stop the thread."""
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(cancel_all(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._loop.close()
+
+
+@dataclass
+class _Running:
+    key: object
+    future: concurrent.futures.Future[Any]
 
 
 @dataclass
 class RolloutObserver:
+    """The probes of one SLMDeployment. `on_result` is called (from the probe thread) when a result
+    worth a pass arrives: a finished validation, or replica counts that differ from the last ones."""
+
+    loop: ProbeLoop
+    on_result: Callable[[], None] = lambda: None
+    validation_deadline_s: float = VALIDATION_DEADLINE_S
+    transport: httpx.AsyncBaseTransport | None = None
+    """For golden prompts; None is the network (tests pass an `httpx.MockTransport`)."""
     validation: ValidationRun | None = None
     live: LiveMetrics | None = None
     baselines: dict[tuple[str, str], dict[str, RevisionCounters]] = field(default_factory=dict)
+    generation: int | None = None
+    _replicas: RevisionReplicas | None = None
+    _replicas_read_at: float = float("-inf")
+    _running: dict[str, _Running] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------ what a pass reads
 
     def take(self) -> tuple[ValidationRun | None, LiveMetrics | None]:
-        """The results gathered since the last pass (each handed over once)."""
-        taken = self.validation, self.live
-        self.validation = self.live = None
-        return taken
+        """The results finished since the last pass (each handed over once)."""
+        with self._guard:
+            taken = self.validation, self.live
+            self.validation = self.live = None
+            return taken
+
+    def replicas(self, revisions: Sequence[str]) -> RevisionReplicas | None:
+        """The last replica counts read from Serve, if they cover exactly `revisions`."""
+        with self._guard:
+            current = self._replicas
+        if current is None or set(current.ready) != set(revisions):
+            return None
+        return current
+
+    def is_running(self, kind: str) -> bool:
+        with self._guard:
+            running = self._running.get(kind)
+            return running is not None and not running.future.done()
+
+    # ------------------------------------------------------------ what a pass starts
+
+    def sync(self, generation: int) -> None:
+        """The object is at `generation`: probes started for an earlier one are cancelled and their
+        results dropped (they answer a question the spec no longer asks)."""
+        with self._guard:
+            if self.generation is not None and generation != self.generation:
+                self._cancel_locked()
+                self.validation = self.live = None
+                self.baselines.clear()
+            self.generation = generation
+
+    def cancel(self) -> None:
+        """Stop every probe of this object (it was deleted)."""
+        with self._guard:
+            self._cancel_locked()
 
     def run_validation(self, router_url: str, spec: SLMDeploymentSpec, action: RunValidation) -> None:
-        """Golden prompts through the router, pinned to the revision (and its baseline)."""
-        self.validation = asyncio.run(
-            run_validation(
-                router_url,
-                spec.rollout.validation.prompts,
-                spec.model.served_model_name,
-                action.revision,
-                action.baseline,
-            )
+        """Golden prompts through the router, pinned to the revision (and its baseline). Started once:
+        while one for the same revisions runs, asking again does nothing; one for others is cancelled."""
+        run = run_validation(
+            router_url,
+            spec.rollout.validation.prompts,
+            spec.model.served_model_name,
+            action.revision,
+            action.baseline,
+            deadline_s=self.validation_deadline_s,
+            transport=self.transport,
         )
+        self._start("validation", action, run, self._validation_done)
 
     def observe_live(self, metrics_urls: Sequence[str], action: ObserveMetrics) -> None:
-        """Router traffic of canary and stable since the step began; the first call of a step takes the
-        baseline (so it reports no traffic yet)."""
-        now = asyncio.run(scrape_router_counters(metrics_urls))
-        self.baselines = {k: v for k, v in self.baselines.items() if k[0] == action.canary}
-        baseline = self.baselines.setdefault((action.canary, action.since), now)
-        empty = RevisionCounters()
-        self.live = LiveMetrics(
-            canary_revision=action.canary,
-            canary=now.get(action.canary, empty).minus(baseline.get(action.canary, empty)),
-            stable=now.get(action.stable, empty).minus(baseline.get(action.stable, empty)),
+        """Router traffic of canary and stable since the step began; the first scrape of a step takes
+        the baseline (so it reports no traffic yet). One scrape at a time."""
+        self._start(
+            "metrics", action, scrape_router_counters(metrics_urls), lambda now: self._metrics_done(action, now)
         )
+
+    def refresh_replicas(self, dashboard_url: str, token: str | None, revisions: Sequence[str]) -> None:
+        """Serve's replica counts per revision, read in the background at most every few seconds."""
+        with self._guard:
+            if time.monotonic() - self._replicas_read_at < SERVE_DETAILS_MIN_INTERVAL_S:
+                return
+            self._replicas_read_at = time.monotonic()
+        wanted = list(revisions)
+        fetch = fetch_serve_details(dashboard_url, timeout_s=SERVE_DETAILS_TIMEOUT_S, token=token)
+        self._start("replicas", tuple(wanted), fetch, lambda details: self._replicas_done(details, wanted))
+
+    # ------------------------------------------------------------ in the probe thread
+
+    def _start(self, kind: str, key: object, coroutine: Coroutine[Any, Any, T], done: Callable[[T], None]) -> None:
+        with self._guard:
+            running = self._running.get(kind)
+            if running is not None and not running.future.done():
+                if running.key == key:
+                    coroutine.close()
+                    return
+                running.future.cancel()
+            future = self.loop.submit(coroutine)
+            self._running[kind] = _Running(key, future)
+
+        def finished(result: concurrent.futures.Future[T]) -> None:
+            if result.cancelled():
+                return
+            error = result.exception()
+            if error is not None:
+                log.info("%s probe failed: %s: %s", kind, type(error).__name__, error)
+                return
+            with self._guard:
+                current = self._running.get(kind)
+                if current is None or current.future is not result:
+                    return  # superseded meanwhile
+            done(result.result())
+
+        future.add_done_callback(finished)
+
+    def _cancel_locked(self) -> None:
+        for running in self._running.values():
+            running.future.cancel()
+        self._running.clear()
+
+    def _validation_done(self, run: ValidationRun) -> None:
+        with self._guard:
+            self.validation = run
+        self.on_result()
+
+    def _metrics_done(self, action: ObserveMetrics, now: dict[str, RevisionCounters]) -> None:
+        with self._guard:
+            self.baselines = {k: v for k, v in self.baselines.items() if k[0] == action.canary}
+            baseline = self.baselines.setdefault((action.canary, action.since), now)
+            empty = RevisionCounters()
+            self.live = LiveMetrics(
+                canary_revision=action.canary,
+                canary=now.get(action.canary, empty).minus(baseline.get(action.canary, empty)),
+                stable=now.get(action.stable, empty).minus(baseline.get(action.stable, empty)),
+            )
+
+    def _replicas_done(self, details: dict[str, Any] | httpx.HTTPError, revisions: list[str]) -> None:
+        if isinstance(details, httpx.HTTPError):
+            log.info("Serve details unavailable (replicas estimated): %s", details)
+            readout = None
+        else:
+            readout = read_revisions(details, revisions)
+        with self._guard:
+            changed = readout != self._replicas
+            self._replicas = readout
+        if changed:
+            self.on_result()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from httpx_sse import SSEError, aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 from slm_operator.api.models import GoldenPrompt
@@ -22,14 +23,20 @@ from slm_operator.rollout.gate import PromptOutcome, RevisionMetrics, Validation
 from slm_serving.config import REVISION_HEADER
 
 PROMPT_TIMEOUT_S = 120.0
+"""Longest one golden prompt may take, first byte to last."""
+VALIDATION_DEADLINE_S = 600.0
+"""Longest a whole validation run (warm-ups, every prompt on canary and stable) may take."""
+SCRAPE_TIMEOUT_S = 10.0
 METRIC_PREFIX = "ray_slm_router_"
 """The router's metrics as Ray's metrics agent exports them (`ray_` + the name in slm_serving.metrics)."""
 
 
 async def send_golden_prompt(
-    client: httpx.AsyncClient, prompt: GoldenPrompt, model: str, revision: str
+    client: httpx.AsyncClient, prompt: GoldenPrompt, model: str, revision: str, *, timeout_s: float = PROMPT_TIMEOUT_S
 ) -> PromptOutcome:
-    """One golden prompt, streamed, pinned to `revision`; never raises for transport or HTTP errors."""
+    """One golden prompt, streamed over SSE (httpx-sse), pinned to `revision`, within `timeout_s` in
+    total (httpx's own timeout bounds each read, not the request). Never raises for transport, HTTP or
+    stream errors: an error chunk inside the stream (vLLM's `{"error": …}` after a 200) is an error too."""
     if prompt.messages is not None:
         path = "/v1/chat/completions"
         body: dict[str, Any] = {"messages": [m.model_dump() for m in prompt.messages]}
@@ -40,19 +47,23 @@ async def send_golden_prompt(
     first_token: float | None = None
     pieces: list[str] = []
     try:
-        async with client.stream(
-            "POST", path, json=body, headers={REVISION_HEADER: revision}, timeout=PROMPT_TIMEOUT_S
-        ) as response:
-            if response.status_code != 200:
-                detail = (await response.aread()).decode(errors="replace")[:300]
-                return PromptOutcome(prompt.name, error=f"HTTP {response.status_code}: {detail}")
-            async for line in response.aiter_lines():
-                text = _chunk_text(line)
-                if text and first_token is None:
-                    first_token = time.perf_counter()
-                if text:
+        async with asyncio.timeout(timeout_s):
+            async with aconnect_sse(
+                client, "POST", path, json=body, headers={REVISION_HEADER: revision}, timeout=timeout_s
+            ) as source:
+                if source.response.status_code != 200:
+                    detail = (await source.response.aread()).decode(errors="replace")[:300]
+                    return PromptOutcome(prompt.name, error=f"HTTP {source.response.status_code}: {detail}")
+                async for event in source.aiter_sse():
+                    text = chunk_text(event.data)
+                    if text and first_token is None:
+                        first_token = time.perf_counter()
                     pieces.append(text)
-    except (httpx.HTTPError, ValueError) as error:
+    except TimeoutError:
+        return PromptOutcome(prompt.name, error=f"no complete answer within {timeout_s:g} s")
+    except StreamError as error:
+        return PromptOutcome(prompt.name, error=f"error in the stream: {error}")
+    except (httpx.HTTPError, SSEError, ValueError) as error:
         return PromptOutcome(prompt.name, error=f"{type(error).__name__}: {error}")
     finished = time.perf_counter()
     return PromptOutcome(
@@ -63,15 +74,22 @@ async def send_golden_prompt(
     )
 
 
-def _chunk_text(line: str) -> str:
-    """The text of one SSE line of an OpenAI stream ('' for keep-alives and the end marker)."""
-    if not line.startswith("data:"):
+class StreamError(Exception):
+    """The server reported an error inside a stream it had started with 200."""
+
+
+def chunk_text(data: str) -> str:
+    """The text of one SSE event's data in an OpenAI stream ('' for the end marker and role-only
+    deltas); raises `StreamError` for an error chunk, `ValueError` for data that is not JSON."""
+    if data.strip() == "[DONE]":
         return ""
-    payload = line.removeprefix("data:").strip()
-    if payload == "[DONE]":
-        return ""
-    choices = json.loads(payload).get("choices") or [{}]
-    choice = choices[0]
+    chunk = json.loads(data)
+    if not isinstance(chunk, dict):
+        raise ValueError(f"unexpected stream chunk: {data[:200]}")
+    if chunk.get("error"):
+        error = chunk["error"]
+        raise StreamError(str(error.get("message") or error) if isinstance(error, dict) else str(error))
+    choice = (chunk.get("choices") or [{}])[0]
     return str(choice.get("text") or (choice.get("delta") or {}).get("content") or "")
 
 
@@ -82,25 +100,35 @@ async def run_validation(
     revision: str,
     baseline: str | None,
     *,
+    deadline_s: float = VALIDATION_DEADLINE_S,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ValidationRun:
-    """The canary's answers and, for comparison, the stable revision's.
+    """The canary's answers and, for comparison, the stable revision's, all within `deadline_s`.
 
     One request at a time, so latencies stay comparable: first an untimed warm-up on each revision (a
     fresh replica's first request pays one-off start-up costs), then each prompt on the canary and
-    right after on the stable, so both see the same background load.
+    right after on the stable, so both see the same background load. Prompts the deadline leaves no
+    time for count as errors (a canary that slow fails its validation rather than hold it open).
     """
     revisions = [revision] if baseline is None else [revision, baseline]
+    ends = time.monotonic() + deadline_s
+
+    async def send(prompt: GoldenPrompt, name: str) -> PromptOutcome:
+        left = ends - time.monotonic()
+        if left <= 0:
+            return PromptOutcome(prompt.name, error=f"validation deadline of {deadline_s:g} s passed")
+        return await send_golden_prompt(client, prompt, model, name, timeout_s=min(PROMPT_TIMEOUT_S, left))
+
     async with httpx.AsyncClient(base_url=base_url, transport=transport) as client:
         if prompts:
             for name in revisions:
-                await send_golden_prompt(client, prompts[0], model, name)
+                await send(prompts[0], name)
         outcomes: list[PromptOutcome] = []
         reference: list[PromptOutcome] = []
         for prompt in prompts:
-            outcomes.append(await send_golden_prompt(client, prompt, model, revision))
+            outcomes.append(await send(prompt, revision))
             if baseline is not None:
-                reference.append(await send_golden_prompt(client, prompt, model, baseline))
+                reference.append(await send(prompt, baseline))
     return ValidationRun(
         revision=revision, outcomes=tuple(outcomes), baseline_revision=baseline, baseline=tuple(reference)
     )
@@ -176,7 +204,7 @@ def expand_metrics_urls(template: str, name: str, namespace: str, pod_ips: Seque
 async def scrape_router_counters(metrics_urls: Iterable[str]) -> dict[str, RevisionCounters]:
     """Sum the router counters over every metrics endpoint (one per Ray node)."""
     total: dict[str, RevisionCounters] = {}
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT_S) as client, asyncio.timeout(SCRAPE_TIMEOUT_S):
         responses = await asyncio.gather(*(client.get(url) for url in metrics_urls))
     for response in responses:
         response.raise_for_status()

@@ -1,99 +1,76 @@
-"""Read → decide → apply, for one SLMDeployment. Level-based and idempotent: every handler calls
+"""Observe → decide → apply, for one SLMDeployment. Level-based and idempotent: every handler calls
 `Reconciler.reconcile` with the object as it is now, and running it twice writes nothing new.
 
-The RayService is written with GET + create, or GET + PUT carrying the resourceVersion read (KubeRay's
-own pattern): a concurrent writer makes the PUT fail with 409, and the loop re-reads and decides again.
-Nothing is ever written to the SLMDeployment's spec; its status goes through the status subresource.
+A pass waits on nothing but the Kubernetes API: probes of the model (golden prompts, metrics, Serve's
+replica counts) run in the background (`observer`) and a later pass reads their results. The
+RayService write lives in `rayservice_write`; what a pass observes in `observation`; carrying out
+`decide`'s actions in `executor`. A RayService that cannot be written (rejected, or a foreign one of
+that name) is reported in status and retried with a growing delay. Status is written with the
+resourceVersion read: a 409 means someone wrote in between, and the pass starts over.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
-import enum
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from slm_operator import constants
 from slm_operator.api.crd import build_openapi_schema
-from slm_operator.api.models import Phase, SLMDeployment, SLMDeploymentStatus
+from slm_operator.api.models import ConditionType, Phase, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import FieldError, apply_defaults, validate_object
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
-from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError
+from slm_operator.executor import carry_out
+from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError, RejectedError
 from slm_operator.metrics import OperatorMetrics
-from slm_operator.observer import RolloutObserver
+from slm_operator.observation import gather_observation
+from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.probes import POD_IP_FIELD, expand_metrics_urls
-from slm_operator.rollout.actions import Action as RolloutAction
-from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics, RecordQuality, RunValidation
-from slm_operator.rollout.conditions import format_time, parse_time
+from slm_operator.rayservice_write import Action, NotOursError, ensure_rayservice
+from slm_operator.rollout.actions import RecordQuality
+from slm_operator.rollout.conditions import format_time, set_condition
 from slm_operator.rollout.decide import decide
-from slm_operator.rollout.working import Observation, RolloutSettings
-from slm_operator.serve_details import RevisionReplicas, fetch_serve_details, read_revisions
+from slm_operator.rollout.working import RolloutSettings
 from slm_operator.settings import OperatorSettings
-from slm_operator.status import (
-    ServeObservation,
-    build_invalid_status,
-    estimate_ready_replicas,
-    failure_message,
-    observe,
-    running_revisions,
-    status_document,
-)
-from slm_serving.config import ROUTER_APP_NAME
+from slm_operator.status import build_invalid_status, failure_message, observe, status_document
 
 log = logging.getLogger(__name__)
-
-SERVE_DETAILS_TIMEOUT_S = 2.0
-"""Short: the replica counts are nice to have, and a pass holds the object's lock while it waits."""
 
 EventSink = Callable[[dict[str, Any], str, str, str], None]
 """(SLMDeployment body, type Normal|Warning, reason, message) → posts a Kubernetes Event."""
 
-
-class Action(enum.Enum):
-    CREATE = "create"
-    UPDATE = "update"
-    UNCHANGED = "unchanged"
-
-
-class NotOursError(Exception):
-    """A RayService of that name exists and slm-operator does not manage it: never taken over."""
+REJECTED = "RayServiceRejected"
+NOT_OURS = "RayServiceNotOwned"
+"""Ready-condition reasons when the RayService cannot be written; retried with `Backoff`."""
+WRITTEN_EVENTS = {Action.CREATE: ("RayServiceCreated", "created"), Action.UPDATE: ("RayServiceUpdated", "updated")}
 
 
-def contains(have: Any, want: Any) -> bool:
-    """`want` is a part of `have`: the API server may add defaults, never drop what we wrote."""
-    if isinstance(want, dict):
-        return isinstance(have, dict) and all(k in have and contains(have[k], v) for k, v in want.items())
-    if isinstance(want, list):
-        return isinstance(have, list) and len(have) == len(want) and all(map(contains, have, want))
-    return bool(have == want)
+class RetryLaterError(Exception):
+    """The pass could not finish (the reason is in status); try again in `delay` seconds."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
-def classify(desired: dict[str, Any], existing: dict[str, Any] | None) -> Action:
-    if existing is None:
-        return Action.CREATE
-    labels = existing["metadata"].get("labels") or {}
-    if labels.get(constants.LABEL_MANAGED_BY) != constants.MANAGED_BY_VALUE:
-        raise NotOursError(f"RayService {existing['metadata']['name']} exists and is not managed by slm-operator")
-    meta_want = {k: v for k, v in desired["metadata"].items() if k in ("labels", "annotations", "ownerReferences")}
-    if contains(existing.get("spec"), desired["spec"]) and contains(existing["metadata"], meta_want):
-        return Action.UNCHANGED
-    return Action.UPDATE
+class StatusConflictError(Exception):
+    """The SLMDeployment changed between our read and our status write (409)."""
 
 
-def build_update(desired: dict[str, Any], existing: dict[str, Any]) -> dict[str, Any]:
-    """The PUT body: our spec, labels, annotations and owner on top of the object as read (its
-    resourceVersion makes the write conditional; others' labels and annotations are kept)."""
-    meta = dict(existing["metadata"])
-    for key in ("labels", "annotations"):
-        meta[key] = {**(meta.get(key) or {}), **desired["metadata"].get(key, {})}
-    if "ownerReferences" in desired["metadata"]:
-        meta["ownerReferences"] = desired["metadata"]["ownerReferences"]
-    return {**existing, "metadata": meta, "spec": desired["spec"]}
+@dataclass(frozen=True)
+class Backoff:
+    """Failed RayService writes of one spec generation: the next attempt is not before `retry_at`."""
+
+    generation: int
+    attempts: int
+    retry_at: datetime.datetime
+
+
+Key = tuple[str, str]
 
 
 @dataclass
@@ -103,55 +80,156 @@ class Reconciler:
     metrics: OperatorMetrics
     emit: EventSink
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
-    observers: dict[tuple[str, str], RolloutObserver] = field(default_factory=dict)
-    validated: dict[tuple[str, str], tuple[tuple[str, int], list[FieldError]]] = field(default_factory=dict)
+    probes: ProbeLoop = field(default_factory=ProbeLoop)
+    observers: dict[Key, RolloutObserver] = field(default_factory=dict)
+    validated: dict[Key, tuple[tuple[str, int], list[FieldError]]] = field(default_factory=dict)
     """Validation errors per object and (uid, generation): the spec cannot change without a new generation."""
-    _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
-    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    backoffs: dict[Key, Backoff] = field(default_factory=dict)
+    _locks: dict[Key, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+    _wakers: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="slm-wake")
+    )
+    _pending_wakes: set[Key] = field(default_factory=set)
 
     def reconcile(self, body: dict[str, Any]) -> Phase:
-        """One pass: observe the RayService, let `rollout.decide` choose, apply, write status, act.
+        """One pass over the object as it is now (a trigger's body may predate the status the previous
+        pass wrote). kopf runs watch handlers, timers and the RayService handler concurrently: passes
+        over one SLMDeployment are serialized here. Raises `RetryLaterError` when the RayService cannot be
+        written, `ConflictError` when the object keeps changing under our status writes."""
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        with self._lock_for((namespace, name)):
+            for _ in range(self.settings.conflict_retries + 1):
+                try:
+                    fresh = self.api.get_deployment(namespace, name)
+                except NotFoundError:  # deleted meanwhile: nothing to do
+                    return Phase.PENDING
+                try:
+                    return self._pass(fresh)
+                except StatusConflictError:
+                    log.info("SLMDeployment %s/%s changed while we wrote its status; re-reading", namespace, name)
+        raise ConflictError(f"SLMDeployment {namespace}/{name} kept changing under our status writes", 409)
 
-        kopf runs watch handlers, timers and the RayService handler concurrently: passes over the same
-        SLMDeployment are serialized here, and each reads the object afresh (the body a trigger carries
-        may predate the status the previous pass wrote)."""
+    def _pass(self, body: dict[str, Any]) -> Phase:
         meta = body["metadata"]
-        with self._lock_for(meta["namespace"], meta["name"]):
-            try:
-                fresh = self.api.get_deployment(meta["namespace"], meta["name"])
-            except NotFoundError:  # deleted meanwhile: nothing to do
-                return Phase.PENDING
-            return self._reconcile(fresh)
-
-    def _lock_for(self, namespace: str, name: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault((namespace, name), threading.Lock())
-
-    def _reconcile(self, body: dict[str, Any]) -> Phase:
-        meta = body["metadata"]
-        namespace, name, generation = meta["namespace"], meta["name"], int(meta.get("generation") or 1)
-        previous = _current_status(body)
-        now = self.clock()
+        key: Key = (meta["namespace"], meta["name"])
+        generation, previous, now = int(meta.get("generation") or 1), _current_status(body), self.clock()
         errors = self._spec_errors(body)
         if errors:
-            status = build_invalid_status(previous, [str(e) for e in errors], generation, now)
-            self._write_status(body, previous, status)
-            return status.phase
+            return self._write_status(
+                body, previous, build_invalid_status(previous, [str(e) for e in errors], generation, now)
+            )
         deployment = SLMDeployment.model_validate(apply_defaults(_without_status(body), build_openapi_schema()))
-        existing = self.api.get_rayservice(namespace, name)
-        observer = self.observers.setdefault((namespace, name), RolloutObserver())
-        decision = decide(
-            deployment.spec,
-            previous,
-            self._observe(deployment, previous, existing, observer, now),
+        observer = self._observer(key)
+        observer.sync(generation)
+        self._wait_out_backoff(key, generation, now)
+        # observe
+        existing = self.api.get_rayservice(*key)
+        observation = gather_observation(deployment, previous, existing, observer, self.settings, now)
+        # decide
+        settings = RolloutSettings(min_step_requests=self.settings.min_step_requests)
+        decision = decide(deployment.spec, previous, observation, generation=generation, now=now, settings=settings)
+        status = _with_serving_details(decision.status, existing, *key)
+        # apply
+        try:
+            written = ensure_rayservice(
+                self.api,
+                build_rayservice(deployment.model_copy(update={"status": status})),
+                now,
+                self.settings.conflict_retries,
+            )
+        except (RejectedError, NotOursError) as error:
+            return self._write_failure(
+                body, previous, REJECTED if isinstance(error, RejectedError) else NOT_OURS, str(error), generation, now
+            )
+        self.backoffs.pop(key, None)
+        if written.action in WRITTEN_EVENTS:
+            reason, verb = WRITTEN_EVENTS[written.action]
+            self.emit(body, "Normal", reason, f"{verb} RayService {key[1]}")
+        phase = self._write_status(body, previous, status)
+        carry_out(decision.actions, deployment.spec, observer, _ClusterShell(self, body))
+        return phase
+
+    # ------------------------------------------------------------ failures and backoff
+
+    def _wait_out_backoff(self, key: Key, generation: int, now: datetime.datetime) -> None:
+        """Within the backoff of a failed RayService write of this generation, a pass (a timer tick, a
+        RayService event) does nothing; a new generation tries at once."""
+        backoff = self.backoffs.get(key)
+        if backoff is not None and backoff.generation == generation and now < backoff.retry_at:
+            raise RetryLaterError(
+                "waiting out the backoff of a failed RayService write", (backoff.retry_at - now).total_seconds()
+            )
+
+    def _write_failure(
+        self,
+        body: dict[str, Any],
+        previous: SLMDeploymentStatus | None,
+        reason: str,
+        message: str,
+        generation: int,
+        now: datetime.datetime,
+    ) -> Phase:
+        """The RayService could not be written: the status keeps what was served (nothing of this pass's
+        decision happened), says why in the Ready condition, and the next attempt waits longer."""
+        key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        base = previous or SLMDeploymentStatus()
+        before = next((c for c in base.conditions if c.type == ConditionType.READY.value), None)
+        conditions = set_condition(
+            list(base.conditions),
+            ConditionType.READY,
+            "False",
+            reason,
+            message,
+            now=format_time(now),
             generation=generation,
-            now=now,
-            settings=RolloutSettings(min_step_requests=self.settings.min_step_requests),
         )
-        status = self._with_serving_details(decision.status, existing, namespace, name)
-        self._apply(body, build_rayservice(deployment.model_copy(update={"status": status})), now)
-        self._write_status(body, previous, status)
-        self._carry_out(body, deployment, decision.actions, observer)
+        status = base.model_copy(
+            update={
+                "phase": Phase.FAILED,
+                "conditions": conditions,
+                "message": message,
+                "observed_generation": generation,
+            }
+        )
+        self._write_status(body, previous, status, events=False)
+        if before is None or before.reason != reason or before.status != "False":
+            self.emit(body, "Warning", reason, message)  # once per failure, not per retry
+        last = self.backoffs.get(key)
+        attempts = last.attempts + 1 if last is not None and last.generation == generation else 1
+        delay = min(
+            self.settings.failure_backoff_max_seconds, self.settings.failure_backoff_seconds * 2 ** (attempts - 1)
+        )
+        self.backoffs[key] = Backoff(generation, attempts, now + datetime.timedelta(seconds=delay))
+        raise RetryLaterError(message, delay)
+
+    # ------------------------------------------------------------ status
+
+    def _write_status(
+        self,
+        body: dict[str, Any],
+        previous: SLMDeploymentStatus | None,
+        status: SLMDeploymentStatus,
+        *,
+        events: bool = True,
+    ) -> Phase:
+        """Write `status` if it differs from what was read, conditional on the resourceVersion read."""
+        meta = body["metadata"]
+        key: Key = (meta["namespace"], meta["name"])
+        document = status_document(status)
+        self.metrics.set_phase(*key, status.phase)
+        self.metrics.set_replicas(*key, status.revisions)
+        if previous is not None and status_document(previous) == document:
+            return status.phase
+        try:
+            self.api.patch_deployment_status(*key, document, resource_version=meta.get("resourceVersion"))
+        except ConflictError as error:
+            raise StatusConflictError(str(error)) from error
+        old_phase = previous.phase if previous is not None else None
+        if events and status.phase != old_phase and status.phase in (Phase.FAILED, Phase.READY):
+            kind = "Warning" if status.phase == Phase.FAILED else "Normal"
+            reason = next((c.reason for c in status.conditions if c.type == "Ready"), status.phase.value)
+            self.emit(body, kind, reason, f"phase {old_phase or '-'} → {status.phase.value}: {status.message}")
         return status.phase
 
     def _spec_errors(self, body: dict[str, Any]) -> list[FieldError]:
@@ -165,167 +243,106 @@ class Reconciler:
         self.validated[(meta["namespace"], meta["name"])] = (version, errors)
         return errors
 
-    def forget(self, namespace: str, name: str) -> None:
-        """The SLMDeployment is gone: drop what was kept in memory for it."""
-        self.observers.pop((namespace, name), None)
-        self.validated.pop((namespace, name), None)
-        with self._locks_guard:
-            self._locks.pop((namespace, name), None)
+    # ------------------------------------------------------------ memory per object
 
-    def _observe(
-        self,
-        deployment: SLMDeployment,
-        previous: SLMDeploymentStatus | None,
-        existing: dict[str, Any] | None,
-        observer: RolloutObserver,
-        now: datetime.datetime,
-    ) -> Observation:
-        revisions = [r.name for r in previous.revisions] if previous is not None else []
-        observed = observe(existing)
-        running = running_revisions(observed, revisions)
-        meta = deployment.metadata  # Serve is asked only once KubeRay reports it up: then it answers fast
-        replicas = self._serve_replicas(str(meta["namespace"]), str(meta["name"]), revisions) if running else None
-        validation, live = observer.take()
-        annotations = deployment.metadata.get("annotations")
-        command = annotations.get(constants.ANNOTATION_ROLLOUT_COMMAND) if isinstance(annotations, dict) else None
-        return Observation(
-            running=running,
-            ready_replicas=(
-                replicas.ready if replicas is not None else estimate_ready_replicas(deployment.spec, previous, running)
-            ),
-            desired_replicas=replicas.desired if replicas is not None else {},
-            routes_settled=self._routes_settled(deployment, previous, existing, observed, now),
-            validation=validation,
-            live=live,
-            command=str(command) if command is not None else None,
-        )
+    def _lock_for(self, key: Key) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
 
-    def _serve_replicas(self, namespace: str, name: str, revisions: list[str]) -> RevisionReplicas | None:
-        """Replica counts from Serve's REST API on the RayService's head; None when it cannot be read
-        (not up yet, network policy): the status then estimates them from application states."""
-        template = self.settings.dashboard_url_template
-        if not template or not revisions:
-            return None
-        url = template.format(name=name, namespace=namespace)
+    def _observer(self, key: Key) -> RolloutObserver:
+        with self._guard:
+            observer = self.observers.get(key)
+            if observer is None:
+                observer = RolloutObserver(
+                    self.probes,
+                    on_result=lambda: self.wake(*key),
+                    validation_deadline_s=self.settings.validation_deadline_seconds,
+                )
+                self.observers[key] = observer
+            return observer
+
+    def wake(self, namespace: str, name: str) -> None:
+        """A probe finished: run a pass soon (on a thread of our own, never the probe loop's), once
+        however many results arrive before it starts."""
+        key = (namespace, name)
+        with self._guard:
+            if key in self._pending_wakes or key not in self.observers:
+                return
+            self._pending_wakes.add(key)
+        self._wakers.submit(self._woken, key)
+
+    def _woken(self, key: Key) -> None:
+        with self._guard:
+            self._pending_wakes.discard(key)
         try:
-            token = self.settings.dashboard_token
-            details = fetch_serve_details(
-                url, timeout_s=SERVE_DETAILS_TIMEOUT_S, token=token.get_secret_value() if token else None
-            )
-        except (httpx.HTTPError, ValueError) as error:
-            log.info("Serve details of %s unavailable (replicas estimated): %s", url, error)
-            return None
-        return read_revisions(details, revisions)
+            self.reconcile({"metadata": {"namespace": key[0], "name": key[1]}})
+        except (KubeError, RetryLaterError) as error:  # the next trigger or timer catches up
+            log.info("pass after a probe result of %s/%s did not finish: %s", *key, error)
 
-    def _routes_settled(
-        self,
-        deployment: SLMDeployment,
-        previous: SLMDeploymentStatus | None,
-        existing: dict[str, Any] | None,
-        observed: ServeObservation,
-        now: datetime.datetime,
-    ) -> bool:
-        """The router runs the weights of `previous`: KubeRay has its serveConfigV2, the router application
-        is RUNNING, and the config has been in place long enough for the router to reconfigure."""
-        if existing is None or previous is None or observed.applications.get(ROUTER_APP_NAME) != "RUNNING":
-            return False
-        wanted = build_rayservice(deployment.model_copy(update={"status": previous}))["spec"]["serveConfigV2"]
-        if (existing.get("spec") or {}).get("serveConfigV2") != wanted:
-            return False
-        applied_at = (existing["metadata"].get("annotations") or {}).get(constants.ANNOTATION_APPLIED_AT)
-        if applied_at is None:
-            return True
-        settled_for = (now - parse_time(str(applied_at))).total_seconds()
-        return settled_for >= self.settings.routes_settle_seconds
+    def forget(self, namespace: str, name: str) -> None:
+        """The SLMDeployment is gone: cancel its probes and drop what was kept in memory for it."""
+        key = (namespace, name)
+        with self._guard:
+            observer = self.observers.pop(key, None)
+            self._locks.pop(key, None)
+        if observer is not None:
+            observer.cancel()
+        self.validated.pop(key, None)
+        self.backoffs.pop(key, None)
 
-    def _with_serving_details(
-        self, status: SLMDeploymentStatus, existing: dict[str, Any] | None, namespace: str, name: str
-    ) -> SLMDeploymentStatus:
-        """The endpoint, and what KubeRay says about failed applications (e.g. a model that cannot load)."""
-        failure = failure_message(observe(existing), [r.name for r in status.revisions])
-        message = f"{status.message}; {failure}" if failure and failure not in status.message else status.message
-        endpoint = endpoint_url(name, namespace)
-        return status.model_copy(update={"endpoint": endpoint, "message": message})
+    def close(self) -> None:
+        """Stop every probe and the threads passes run on after a probe result."""
+        self._wakers.shutdown(wait=False, cancel_futures=True)
+        self.probes.close()
 
-    def _carry_out(
-        self,
-        body: dict[str, Any],
-        deployment: SLMDeployment,
-        actions: tuple[RolloutAction, ...],
-        observer: RolloutObserver,
-    ) -> None:
-        meta = body["metadata"]
-        namespace, name = meta["namespace"], meta["name"]
-        for action in actions:
-            if isinstance(action, EmitEvent):
-                self.emit(body, action.type, action.reason, action.message)
-            elif isinstance(action, RunValidation):
-                router = self.settings.router_url_template.format(name=name, namespace=namespace)
-                observer.run_validation(router, deployment.spec, action)
-            elif isinstance(action, ObserveMetrics):
-                try:
-                    observer.observe_live(self._metrics_urls(namespace, name), action)
-                except (httpx.HTTPError, KubeError) as error:  # judged on a later pass (a 403: see the RBAC)
-                    log.info("metrics of %s/%s unavailable: %s", namespace, name, error)
-            elif isinstance(action, RecordQuality):
-                self.metrics.record_quality(namespace, name, action.revision, action.pass_rate)
-            elif isinstance(action, ClearCommand):
-                self.api.remove_deployment_annotation(namespace, name, constants.ANNOTATION_ROLLOUT_COMMAND)
-            # ApplyRevisions: already done, every pass converges the RayService to status.revisions.
 
-    def _metrics_urls(self, namespace: str, name: str) -> list[str]:
-        """Where the router's metrics are: the template's URLs, per pod of the RayService for `{pod_ip}`."""
-        template = self.settings.metrics_url_template
+@dataclass
+class _ClusterShell:
+    """How the executor reaches the cluster for one SLMDeployment (see `executor.Shell`)."""
+
+    reconciler: Reconciler
+    body: dict[str, Any]
+
+    @property
+    def _key(self) -> Key:
+        return self.body["metadata"]["namespace"], self.body["metadata"]["name"]
+
+    def router_url(self) -> str:
+        namespace, name = self._key
+        return self.reconciler.settings.router_url_template.format(name=name, namespace=namespace)
+
+    def metrics_urls(self) -> list[str] | None:
+        """The template's URLs, per Running pod of the RayService for `{pod_ip}` (the router's metrics
+        are exported by whichever Ray node its replica runs on)."""
+        namespace, name = self._key
+        template = self.reconciler.settings.metrics_url_template
         pod_ips: list[str] = []
         if POD_IP_FIELD in template:
             selector = f"{constants.LABEL_NAME}={name},{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY_VALUE}"
-            pod_ips = self.api.list_running_pod_ips(namespace, selector)
+            try:
+                pod_ips = self.reconciler.api.list_running_pod_ips(namespace, selector)
+            except KubeError as error:  # judged on a later pass (a 403: see the RBAC)
+                log.info("pods of %s/%s unavailable for metrics: %s", namespace, name, error)
+                return None
         return expand_metrics_urls(template, name, namespace, pod_ips)
 
-    def _apply(self, owner: dict[str, Any], desired: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
-        namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-        for _ in range(self.settings.conflict_retries + 1):
-            existing = self.api.get_rayservice(namespace, name)
-            action = classify(desired, existing)
-            stamped = _stamp_applied(desired, now)
-            try:
-                if action is Action.CREATE:
-                    created = self.api.create_rayservice(stamped)
-                    self.emit(owner, "Normal", "RayServiceCreated", f"created RayService {name}")
-                    return created
-                if action is Action.UPDATE:
-                    assert existing is not None
-                    updated = self.api.replace_rayservice(build_update(stamped, existing))
-                    self.emit(owner, "Normal", "RayServiceUpdated", f"updated RayService {name}")
-                    return updated
-                assert existing is not None
-                return existing
-            except ConflictError:
-                log.info("RayService %s/%s changed while we wrote it; re-reading", namespace, name)
-        raise ConflictError(f"RayService {namespace}/{name} kept changing under us", 409)
+    def emit(self, type_: str, reason: str, message: str) -> None:
+        self.reconciler.emit(self.body, type_, reason, message)
 
-    def _write_status(
-        self, body: dict[str, Any], previous: SLMDeploymentStatus | None, status: SLMDeploymentStatus
-    ) -> None:
-        meta = body["metadata"]
-        key = (meta["namespace"], meta["name"])
-        document = status_document(status)
-        self.metrics.set_phase(*key, status.phase)
-        self.metrics.set_replicas(*key, status.revisions)
-        if previous is not None and status_document(previous) == document:
-            return
-        self.api.patch_deployment_status(*key, document)
-        old_phase = previous.phase if previous is not None else None
-        if status.phase != old_phase and status.phase in (Phase.FAILED, Phase.READY):
-            kind = "Warning" if status.phase == Phase.FAILED else "Normal"
-            reason = next((c.reason for c in status.conditions if c.type == "Ready"), status.phase.value)
-            self.emit(body, kind, reason, f"phase {old_phase or '-'} → {status.phase.value}: {status.message}")
+    def record_quality(self, action: RecordQuality) -> None:
+        self.reconciler.metrics.record_quality(*self._key, action.revision, action.pass_rate)
+
+    def clear_command(self) -> None:
+        self.reconciler.api.remove_deployment_annotation(*self._key, constants.ANNOTATION_ROLLOUT_COMMAND)
 
 
-def _stamp_applied(desired: dict[str, Any], now: datetime.datetime) -> dict[str, Any]:
-    """`desired` with the time its serveConfigV2 is written (how long the router has had it)."""
-    annotations = {**desired["metadata"].get("annotations", {}), constants.ANNOTATION_APPLIED_AT: format_time(now)}
-    return {**desired, "metadata": {**desired["metadata"], "annotations": annotations}}
+def _with_serving_details(
+    status: SLMDeploymentStatus, existing: dict[str, Any] | None, namespace: str, name: str
+) -> SLMDeploymentStatus:
+    """The endpoint, and what KubeRay says about failed applications (e.g. a model that cannot load)."""
+    failure = failure_message(observe(existing), [r.name for r in status.revisions])
+    message = f"{status.message}; {failure}" if failure and failure not in status.message else status.message
+    return status.model_copy(update={"endpoint": endpoint_url(name, namespace), "message": message})
 
 
 def _without_status(body: dict[str, Any]) -> dict[str, Any]:

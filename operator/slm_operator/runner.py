@@ -8,10 +8,10 @@ import datetime
 import random
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import kopf
 
+from slm_operator.events import EventPoster
 from slm_operator.handlers import build_registry
 from slm_operator.kube import KubeApi, build_api_client
 from slm_operator.metrics import OperatorMetrics
@@ -19,16 +19,15 @@ from slm_operator.reconcile import Reconciler
 from slm_operator.settings import OperatorSettings
 
 
-def post_event(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    """A Kubernetes Event on the SLMDeployment, through kopf's poster (batched, retried)."""
-    kopf.event(kopf.Body(body), type=type_, reason=reason, message=message[:1000])  # type: ignore[arg-type]
-
-
 def build_memo(settings: OperatorSettings) -> kopf.Memo:
     api = KubeApi(build_api_client(settings), settings)
     metrics = OperatorMetrics()
     reconciler = Reconciler(
-        api=api, settings=settings, metrics=metrics, emit=post_event, clock=lambda: datetime.datetime.now(datetime.UTC)
+        api=api,
+        settings=settings,
+        metrics=metrics,
+        emit=EventPoster(api),
+        clock=lambda: datetime.datetime.now(datetime.UTC),
     )
     return kopf.Memo(settings=settings, api=api, metrics=metrics, reconciler=reconciler)
 
@@ -61,7 +60,10 @@ def run_operator(settings: OperatorSettings) -> None:
     memo = build_memo(settings)
     if settings.metrics_port:
         memo.metrics.serve(settings.metrics_port)
-    asyncio.run(operate(settings, memo))
+    try:
+        asyncio.run(operate(settings, memo))
+    finally:
+        memo.reconciler.close()
 
 
 @contextlib.contextmanager
@@ -88,3 +90,4 @@ def operator_in_thread(settings: OperatorSettings, ready_timeout: float = 30) ->
     finally:
         stop.set()
         thread.join(30)
+        memo.reconciler.close()

@@ -8,6 +8,7 @@ reads them here; `slm serve` reads the same document from its local Ray.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,11 +47,24 @@ def read_revisions(details: Mapping[str, Any], revisions: list[str]) -> Revision
     return RevisionReplicas(running=frozenset(running), ready=ready, desired=desired)
 
 
-def fetch_serve_details(dashboard_url: str, *, timeout_s: float, token: str | None = None) -> dict[str, Any]:
-    """Serve's `ServeInstanceDetails` from the Ray dashboard at `dashboard_url`; raises `httpx.HTTPError`.
+async def fetch_serve_details(
+    dashboard_url: str, *, timeout_s: float, token: str | None = None
+) -> dict[str, Any] | httpx.HTTPError:
+    """Serve's `ServeInstanceDetails` from the Ray dashboard at `dashboard_url` within `timeout_s` in
+    total; a failure is returned (the caller then forgets the counts it had) rather than raised.
     `token`: for a Ray cluster with token authentication (`RAY_AUTH_MODE=token`)."""
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    response = httpx.get(dashboard_url.rstrip("/") + SERVE_APPLICATIONS_PATH, headers=headers, timeout=timeout_s)
-    response.raise_for_status()
-    details: dict[str, Any] = response.json()
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client, asyncio.timeout(timeout_s):
+            response = await client.get(dashboard_url.rstrip("/") + SERVE_APPLICATIONS_PATH, headers=headers)
+            response.raise_for_status()
+            details = response.json()
+    except TimeoutError:
+        return httpx.TimeoutException(f"no answer from {dashboard_url} within {timeout_s:g} s")
+    except httpx.HTTPError as error:
+        return error
+    except ValueError as error:
+        return httpx.DecodingError(f"not JSON from {dashboard_url}: {error}")
+    if not isinstance(details, dict):
+        return httpx.DecodingError(f"unexpected answer from {dashboard_url}")
     return details

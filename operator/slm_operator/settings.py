@@ -7,7 +7,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from slm_operator.probes import VALIDATION_DEADLINE_S
 from slm_operator.rollout.working import DEFAULT_MIN_STEP_REQUESTS
+from slm_operator.routes import DEFAULT_ROUTES_SETTLE_SECONDS
 
 
 class OperatorSettings(BaseSettings):
@@ -63,12 +65,27 @@ class OperatorSettings(BaseSettings):
         default=5.0, gt=0, description="How often a rollout in progress is re-evaluated (a kopf timer)."
     )
     routes_settle_seconds: float = Field(
-        default=10.0, ge=0, description="How long after a serveConfigV2 change the router counts as updated."
+        default=DEFAULT_ROUTES_SETTLE_SECONDS,
+        ge=0,
+        description="How long after a serveConfigV2 change the router counts as updated.",
     )
     min_step_requests: int = Field(
         default=DEFAULT_MIN_STEP_REQUESTS,
         ge=0,
         description="Canary requests a traffic step needs before its live metrics are judged.",
+    )
+
+    validation_deadline_seconds: float = Field(
+        default=VALIDATION_DEADLINE_S,
+        gt=0,
+        description="Longest one golden-prompt validation may take, all prompts on canary and stable together; "
+        "prompts it leaves no time for count as errors.",
+    )
+    failure_backoff_seconds: float = Field(
+        default=5.0, gt=0, description="Delay before the first retry of a RayService write that failed (422, not ours)."
+    )
+    failure_backoff_max_seconds: float = Field(
+        default=300.0, gt=0, description="Longest delay between retries of a failing RayService write (doubling)."
     )
 
     @property

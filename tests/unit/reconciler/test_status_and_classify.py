@@ -11,7 +11,7 @@ import yaml
 from slm_operator.api.models import Phase, SLMDeploymentStatus
 from slm_operator.api.validation import parse_deployment
 from slm_operator.builder.rayservice import build_rayservice
-from slm_operator.reconcile import Action, NotOursError, build_update, classify, contains
+from slm_operator.rayservice_write import Action, NotOursError, build_update, classify, contains
 from slm_operator.status import (
     build_invalid_status,
     estimate_ready_replicas,

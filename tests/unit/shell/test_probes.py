@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,13 +14,16 @@ import pytest
 from slm_operator.api.models import GoldenPrompt
 from slm_operator.probes import (
     RevisionCounters,
-    _chunk_text,
+    StreamError,
     _quantile_ms,
+    chunk_text,
     expand_metrics_urls,
     parse_router_counters,
     run_validation,
 )
 from slm_serving.metrics import LATENCY_BUCKETS
+
+SSE = {"content-type": "text/event-stream"}
 
 EXPOSITION = """\
 # HELP ray_slm_router_requests_total Requests answered by the router.
@@ -96,18 +101,21 @@ def test_the_routers_buckets_keep_a_p95_estimate_within_their_spacing(latencies_
 
 
 @pytest.mark.parametrize(
-    ("line", "text"),
+    ("data", "text"),
     [
-        ('data: {"choices": [{"text": " Paris"}]}', " Paris"),
-        ('data: {"choices": [{"delta": {"content": "Hi"}}]}', "Hi"),
-        ('data: {"choices": [{"delta": {"role": "assistant"}}]}', ""),
-        ("data: [DONE]", ""),
-        (": keep-alive", ""),
-        ("", ""),
+        ('{"choices": [{"text": " Paris"}]}', " Paris"),
+        ('{"choices": [{"delta": {"content": "Hi"}}]}', "Hi"),
+        ('{"choices": [{"delta": {"role": "assistant"}}]}', ""),
+        ("[DONE]", ""),
     ],
 )
-def test_stream_chunks(line: str, text: str) -> None:
-    assert _chunk_text(line) == text
+def test_stream_chunks(data: str, text: str) -> None:
+    assert chunk_text(data) == text
+
+
+def test_an_error_chunk_is_an_error() -> None:
+    with pytest.raises(StreamError, match="engine died"):
+        chunk_text('{"error": {"message": "engine died", "code": 500}}')
 
 
 def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts() -> None:
@@ -119,7 +127,7 @@ def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts(
         prompt = json.loads(request.content)["prompt"]
         seen.append((request.headers["x-slm-revision"], prompt))
         chunk = json.dumps({"choices": [{"text": f"answer to {prompt}"}]})
-        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n")
+        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers=SSE)
 
     prompts = [GoldenPrompt(name=n, prompt=n) for n in ("p1", "p2")]
     run = asyncio.run(
@@ -158,3 +166,42 @@ def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts(
 )
 def test_expand_metrics_urls(template: str, pod_ips: list[str], expected: list[str]) -> None:
     assert expand_metrics_urls(template, "tiny", "prod", pod_ips) == expected
+
+
+def test_an_error_chunk_after_a_200_fails_the_prompt() -> None:
+    """vLLM reports an engine failure mid-stream as a `data: {"error": …}` chunk after a 200."""
+
+    def router(request: httpx.Request) -> httpx.Response:
+        good = json.dumps({"choices": [{"text": "Par"}]})
+        bad = json.dumps({"error": {"message": "engine dead", "code": 500}})
+        return httpx.Response(200, text=f"data: {good}\n\ndata: {bad}\n\n", headers=SSE)
+
+    run = asyncio.run(
+        run_validation(
+            "http://r", [GoldenPrompt(name="p", prompt="p")], "m", "c", None, transport=httpx.MockTransport(router)
+        )
+    )
+    assert run.outcomes[0].error is not None and "engine dead" in run.outcomes[0].error
+
+
+def test_the_deadline_bounds_the_whole_run_not_each_read() -> None:
+    """A revision that trickles a token every 50 ms never trips a per-read timeout; the run's total
+    deadline ends it and the prompts left count as errors."""
+
+    async def trickle() -> AsyncIterator[bytes]:
+        chunk = json.dumps({"choices": [{"text": "x"}]})
+        for _ in range(1000):
+            await asyncio.sleep(0.05)
+            yield f"data: {chunk}\n\n".encode()
+
+    def router(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=trickle(), headers=SSE)
+
+    prompts = [GoldenPrompt(name=n, prompt=n) for n in ("p1", "p2", "p3")]
+    started = time.monotonic()
+    run = asyncio.run(
+        run_validation("http://r", prompts, "m", "c", "s", deadline_s=0.5, transport=httpx.MockTransport(router))
+    )
+    assert time.monotonic() - started < 5
+    assert all(o.error is not None for o in (*run.outcomes, *run.baseline))
+    assert [o.name for o in run.outcomes] == ["p1", "p2", "p3"]

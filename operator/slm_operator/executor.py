@@ -1,0 +1,55 @@
+"""The one executor of `rollout.decide`'s actions, shared by the cluster shell (`reconcile.py`) and
+`slm serve` (`embedded.py`): the shells differ only in how they reach Kubernetes or Ray (`Shell`).
+Probes are only started here (`observer.RolloutObserver`); their results reach a later pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from slm_operator.api.models import SLMDeploymentSpec
+from slm_operator.observer import RolloutObserver
+from slm_operator.rollout.actions import (
+    Action,
+    ApplyRevisions,
+    ClearCommand,
+    EmitEvent,
+    ObserveMetrics,
+    RecordQuality,
+    RunValidation,
+)
+
+
+class Shell(Protocol):
+    def router_url(self) -> str:
+        """Where golden prompts go (pinned to a revision through the router)."""
+        ...
+
+    def metrics_urls(self) -> list[str] | None:
+        """The router's Prometheus endpoints; None when they cannot be found now."""
+        ...
+
+    def emit(self, type_: str, reason: str, message: str) -> None: ...
+
+    def record_quality(self, action: RecordQuality) -> None: ...
+
+    def clear_command(self) -> None: ...
+
+
+def carry_out(actions: Sequence[Action], spec: SLMDeploymentSpec, observer: RolloutObserver, shell: Shell) -> None:
+    """Carry out `actions` in order. ApplyRevisions needs nothing here: every pass converges the
+    served revisions to `status.revisions` (level-triggered), which also covers restarts."""
+    for action in actions:
+        if isinstance(action, EmitEvent):
+            shell.emit(action.type, action.reason, action.message)
+        elif isinstance(action, RunValidation):
+            observer.run_validation(shell.router_url(), spec, action)
+        elif isinstance(action, ObserveMetrics):
+            if not observer.is_running("metrics") and (urls := shell.metrics_urls()) is not None:
+                observer.observe_live(urls, action)
+        elif isinstance(action, RecordQuality):
+            shell.record_quality(action)
+        elif isinstance(action, ClearCommand):
+            shell.clear_command()
+        else:
+            assert isinstance(action, ApplyRevisions)
