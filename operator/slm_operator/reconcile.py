@@ -170,8 +170,8 @@ class Reconciler:
         generation: int,
         now: datetime.datetime,
     ) -> Phase:
-        """The RayService could not be written: the status keeps what was served (nothing of this pass's
-        decision happened), says why in the Ready condition, and the next attempt waits longer."""
+        """The RayService could not be written: the status keeps what was served and its phase (nothing of
+        this pass's decision happened), says why in the Ready condition, and the next attempt waits longer."""
         key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
         base = previous or SLMDeploymentStatus()
         before = next((c for c in base.conditions if c.type == ConditionType.READY.value), None)
@@ -184,13 +184,9 @@ class Reconciler:
             now=format_time(now),
             generation=generation,
         )
+        # The phase stays: it says what is served (and `decide` reads it); the condition says why not more.
         status = base.model_copy(
-            update={
-                "phase": Phase.FAILED,
-                "conditions": conditions,
-                "message": message,
-                "observed_generation": generation,
-            }
+            update={"conditions": conditions, "message": message, "observed_generation": generation}
         )
         self._write_status(body, previous, status, events=False)
         if before is None or before.reason != reason or before.status != "False":

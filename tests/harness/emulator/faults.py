@@ -32,6 +32,7 @@ class Fault:
 
 REASONS = {
     409: ("Conflict", "the object has been modified; please apply your changes to the latest version and try again"),
+    422: ("Invalid", "the object is invalid: spec: Invalid value: injected: rejected by admission"),
     429: ("TooManyRequests", "the server has received too many requests and has asked us to try again later"),
     500: ("InternalError", 'an error on the server ("injected") has prevented the request from succeeding'),
     503: ("ServiceUnavailable", "the server is currently unable to handle the request"),
