@@ -39,6 +39,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
     kopf_settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    kopf_settings.peering.lifetime = settings.peering_lifetime_seconds
     kopf_settings.scanning.disabled = True  # namespaces are named exactly; CRDs are installed beforehand
     kopf_settings.networking.request_timeout = settings.request_timeout_seconds
     kopf_settings.networking.error_backoffs = [0.5, 1, 2, 4, 8, 15]

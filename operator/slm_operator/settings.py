@@ -27,6 +27,12 @@ class OperatorSettings(BaseSettings):
     peering_priority: int = Field(
         default=0, ge=0, le=32767, description="kopf peering priority; 0 picks a random one per process."
     )
+    peering_lifetime_seconds: int = Field(
+        default=60,
+        ge=5,
+        description="How long a replica's peering record lives without a refresh: a standby takes over "
+        "at most this long (plus a few seconds) after the active replica dies.",
+    )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="Prometheus `/metrics` port; 0 disables.")
     health_port: int = Field(default=8081, ge=0, le=65535, description="Liveness `/healthz` port; 0 disables.")
     log_format: Literal["json", "text"] = Field(default="json", description="Log line format.")

@@ -241,11 +241,13 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
     deployment = only(documents, "Deployment")
     container = operator_pod(documents)["containers"][0]
     assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never an outgoing pod beside an incoming one
     assert container["command"] == ["slm", "operator"]
     assert container["image"].endswith(":0.1.0")
     assert env_of(documents) == {
         "SLM_NAMESPACES": "",
         "SLM_PEERING_NAME": "slm-operator",
+        "SLM_PEERING_LIFETIME_SECONDS": "60",
         "SLM_METRICS_PORT": "8080",
         "SLM_HEALTH_PORT": "8081",
         "SLM_LOG_FORMAT": "json",
