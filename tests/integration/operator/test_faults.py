@@ -4,10 +4,12 @@ the end, with exactly one RayService and no redundant writes."""
 from __future__ import annotations
 
 import kubernetes
+import pytest
 
+from slm_operator.kube import ConflictError, KubeApi, build_api_client
 from slm_operator.runner import operator_in_thread
 from slm_operator.settings import OperatorSettings
-from tests.harness.cluster import RAYS, SLMD, rays, slmd, tiny, wait_for
+from tests.harness.cluster import RAYS, SLMD, client_for, rays, slmd, tiny, wait_for
 from tests.harness.emulator import EmulatorThread, Fault
 
 
@@ -86,3 +88,28 @@ def test_restart_does_no_duplicate_work(
     assert api.count("create", "rayservices") == writes["create"] + 1 == 4
     assert api.count("update", "rayservices") == writes["update"]
     assert api.count("patch", "slmdeployments", "status") <= status_writes + 2  # only d's own
+
+
+def test_status_write_carries_the_resource_version_read(api: EmulatorThread, settings: OperatorSettings) -> None:
+    """`KubeApi.patch_deployment_status` against the emulator: a stale resourceVersion is a 409."""
+    k8s = client_for(api)
+    created = k8s.create_namespaced_custom_object(*SLMD, tiny())
+    kube = KubeApi(build_api_client(settings), settings)
+    k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"metadata": {"labels": {"team": "a"}}})  # someone else writes
+    with pytest.raises(ConflictError):
+        kube.patch_deployment_status(
+            "default", "tiny", {"message": "stale"}, resource_version=created["metadata"]["resourceVersion"]
+        )
+    kube.patch_deployment_status(
+        "default", "tiny", {"message": "fresh"}, resource_version=slmd(k8s)["metadata"]["resourceVersion"]
+    )
+    assert slmd(k8s)["status"]["message"] == "fresh"
+
+
+def test_a_conflicting_status_write_is_decided_again(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
+) -> None:
+    api.inject(Fault(verb="patch", plural="slmdeployments", subresource="status", code=409, times=2))
+    k8s.create_namespaced_custom_object(*SLMD, tiny())
+    wait_for(lambda: _status(k8s), what="status after two 409s")
+    assert api.count("patch", "slmdeployments", "status") >= 3
