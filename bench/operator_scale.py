@@ -1,8 +1,14 @@
-"""Scale: create N SLMDeployments in the API emulator and time until every RayService exists.
+"""Scale: N SLMDeployments through the operator alone.
 
-The operator runs as its own process (the real `run_operator`, SLM_* settings), so its peak RSS is
-its own; the emulator and the client creating the objects run in this process.
-Last line: {"objects": N, "seconds_to_all_rayservices": …, "peak_rss_mib": …}.
+The API emulator runs as its own process (`python -m tests.harness.emulator`) and so does the
+operator (the real `run_operator`, configured by SLM_* variables as the chart does), so the operator's
+RSS and CPU are its own and the emulator's validation is outside them; this process only drives.
+
+Measured: seconds from the first create until every RayService exists; the operator's peak RSS and
+CPU-seconds over the whole run; Events per object per hour in steady state (every 10th object is
+autoscaled, so the replica timer runs); latency from a spec edit to the updated RayService with all
+objects present, then again while `--canaries` objects are validating canaries whose golden prompts
+take `--prompt-seconds` each (a router stand-in that answers that late). Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -12,85 +18,168 @@ import concurrent.futures
 import json
 import os
 import pathlib
+import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "serving")]
 
-from tests.harness.cluster import SLMD, client_for, load_crds, tiny  # noqa: E402
-from tests.harness.emulator import EmulatorThread  # noqa: E402
+import kubernetes  # noqa: E402
 
-RUN = (
-    "from slm_operator.runner import run_operator; from slm_operator.settings import OperatorSettings; "
-    "run_operator(OperatorSettings())"
-)
+from tests.harness.cluster import RAYS, SLMD, tiny  # noqa: E402
+from tests.harness.kuberay_status import report_all_running  # noqa: E402
+from tests.harness.operator_process import OperatorProcess  # noqa: E402
+from tests.harness.slow_router import SlowRouter  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int, field: str) -> float:
+def proc_status_mib(pid: int, field: str) -> float:
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def count(k8s: kubernetes.client.CustomObjectsApi, plural: tuple[str, ...]) -> int:
+    return len(k8s.list_namespaced_custom_object(*plural)["items"])
+
+
+def count_events(core: kubernetes.client.CoreV1Api) -> int:
+    return len(core.list_namespaced_event("default").items)
+
+
+def body(i: int) -> dict[str, Any]:
+    obj = tiny(f"slm-{i:05d}")
+    if i % 10 == 0:
+        obj["spec"]["autoscaling"]["maxReplicas"] = 2
+    return obj
+
+
+def wait(check: Any, timeout: float, what: str, every: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out: {what}")
+        time.sleep(every)
+
+
+def edit_latencies_ms(k8s: kubernetes.client.CustomObjectsApi, names: list[str], timeout: float) -> list[float]:
+    """Edit each object's maxReplicas; ms until its RayService carries the new value."""
+    latencies = []
+    for n, name in enumerate(names):
+        value = 3 + n % 5
+        started = time.monotonic()
+        k8s.patch_namespaced_custom_object(*SLMD, name, {"spec": {"autoscaling": {"maxReplicas": value}}})
+        wait(
+            lambda name=name, value=value: (
+                f"max_replicas: {value}\n" in k8s.get_namespaced_custom_object(*RAYS, name)["spec"]["serveConfigV2"]
+            ),
+            timeout,
+            f"edit of {name}",
+        )
+        latencies.append((time.monotonic() - started) * 1000)
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0], 1)
+
+
+def start_canary(k8s: kubernetes.client.CustomObjectsApi, name: str, timeout: float) -> None:
+    report_all_running(k8s, name)
+    wait(
+        lambda: (k8s.get_namespaced_custom_object(*SLMD, name).get("status") or {}).get("phase") == "Ready",
+        timeout,
+        f"{name} Ready",
+        0.1,
+    )
+    k8s.patch_namespaced_custom_object(*SLMD, name, {"spec": {"model": {"source": "tiny://bad"}}})
+    wait(lambda: len(report_all_running(k8s, name)) == 3, timeout, f"{name} canary in its RayService", 0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--edits", type=int, default=40)
+    parser.add_argument("--canaries", type=int, default=50)
+    parser.add_argument("--prompt-seconds", type=float, default=10.0)
+    parser.add_argument("--steady-seconds", type=float, default=90.0)
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
-    with EmulatorThread() as api:
-        load_crds(api)
-        env = {
-            **os.environ,
-            "SLM_KUBE_SERVER": api.url,
-            "SLM_NAMESPACES": "default",
-            "SLM_PEERING_NAME": "",
-            "SLM_METRICS_PORT": "0",
-            "SLM_HEALTH_PORT": "0",
-            "SLM_LOG_FORMAT": "json",
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "serving")]),
-        }
-        log = open(pathlib.Path(tempfile.gettempdir()) / "operator_scale.log", "w")  # noqa: SIM115
-        operator = subprocess.Popen([sys.executable, "-c", RUN], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log_dir = pathlib.Path(tempfile.gettempdir())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "operator"), str(ROOT / "serving")])}
+    emulator = subprocess.Popen(
+        [sys.executable, "-m", "tests.harness.emulator"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert emulator.stdout is not None
+    url = emulator.stdout.readline().strip()
+    config = kubernetes.client.Configuration(host=url)
+    config.connection_pool_maxsize = 32
+    client = kubernetes.client.ApiClient(config)
+    k8s, core = kubernetes.client.CustomObjectsApi(client), kubernetes.client.CoreV1Api(client)
+    with (
+        SlowRouter(delay_s=args.prompt_seconds) as slow,
+        open(log_dir / "operator_scale.log", "w") as log,
+        OperatorProcess(url, log, SLM_LOG_FORMAT="json", SLM_ROUTER_URL_TEMPLATE=slow.url) as operator,
+    ):
         try:
-            deadline = time.monotonic() + 60
-            while not api.call(lambda h: any(w.resource.plural == "slmdeployments" for w in h.store.watchers)):
-                if time.monotonic() > deadline or operator.poll() is not None:
-                    raise SystemExit(f"operator did not start; see {log.name}")
-                time.sleep(0.2)
-            k8s = client_for(api)
+            k8s.create_namespaced_custom_object(*SLMD, tiny("warm-up"))  # the operator is up once it acts
+            wait(lambda: count(k8s, RAYS) == 1, 60, "operator start", 0.2)
             start = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(16) as pool:
-                list(
-                    pool.map(
-                        lambda i: k8s.create_namespaced_custom_object(*SLMD, tiny(f"slm-{i:05d}")), range(args.objects)
-                    )
-                )
-            created_s = time.monotonic() - start
-            peak = 0.0
-            while len(api.objects("rayservices")) < args.objects and time.monotonic() - start < args.timeout:
-                peak = max(peak, rss_mib(operator.pid, "VmRSS"))
-                time.sleep(0.2)
-            done_s = time.monotonic() - start
-            count = len(api.objects("rayservices"))
-            peak = max(peak, rss_mib(operator.pid, "VmHWM"))
+                list(pool.map(lambda i: k8s.create_namespaced_custom_object(*SLMD, body(i)), range(args.objects)))
+            wait(lambda: count(k8s, RAYS) == args.objects + 1, args.timeout, "all RayServices", 0.5)
+            to_all_s = time.monotonic() - start
+            time.sleep(10)  # let the status writes and first timer runs finish
+            events_before, steady_started = count_events(core), time.monotonic()
+            time.sleep(args.steady_seconds)
+            steady_events = count_events(core) - events_before
+            steady_hours = (time.monotonic() - steady_started) / 3600
+            names = [f"slm-{i:05d}" for i in range(args.objects)]
+            rng = random.Random(1)
+            edits = edit_latencies_ms(k8s, rng.sample(names[args.canaries :], args.edits), 30)
+            for name in names[: args.canaries]:
+                start_canary(k8s, name, 60)
+            wait(lambda: slow.requests >= args.canaries, 120, "every canary validating", 0.2)
+            rest = [n for n in names[args.canaries :]]
+            slow_edits = edit_latencies_ms(k8s, rng.sample(rest, args.edits), 30)
+            validating_during = slow.answered < args.canaries * 10  # still far from done
+            cpu = cpu_seconds(operator.pid)
+            peak = proc_status_mib(operator.pid, "VmHWM")
         finally:
-            operator.terminate()
-            try:
-                operator.wait(30)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                operator.wait()
-    print(json.dumps({"create_seconds": round(created_s, 2), "rayservices": count}), file=sys.stderr)
+            emulator.stdin.close() if emulator.stdin else None
+    emulator.wait(30)
+    print(
+        json.dumps({"slow_router_requests": slow.requests, "canaries_still_validating": validating_during}),
+        file=sys.stderr,
+    )
     print(
         json.dumps(
             {
                 "objects": args.objects,
-                "seconds_to_all_rayservices": round(done_s, 2) if count == args.objects else None,
+                "seconds_to_all_rayservices": round(to_all_s, 2),
                 "peak_rss_mib": round(peak, 1),
+                "operator_cpu_seconds": round(cpu, 1),
+                "edit_p50_ms": percentile(edits, 50),
+                "edit_p99_ms": percentile(edits, 99),
+                "edit_p99_ms_slow_canaries": percentile(slow_edits, 99),
+                "events_per_object_hour": round(steady_events / (args.objects + 1) / steady_hours, 2),
             }
         )
     )

@@ -1,6 +1,7 @@
 """A router that never answers in time: the stand-in for a canary whose model is slow (no model can
 be that slow on purpose here). A real HTTP server on 127.0.0.1; it holds every request until
-`release()` or its own exit, and counts what it got and answered."""
+`release()`, its own exit, or `delay_s` (a model that takes that long per answer), and counts what it
+got and answered."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 
 class SlowRouter:
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float | None = None) -> None:
         self.requests = 0
         self.answered = 0
         self.revisions: set[str] = set()
@@ -26,7 +27,7 @@ class SlowRouter:
                 with router._count:
                     router.requests += 1
                     router.revisions.add(self.headers.get("x-slm-revision") or "")
-                router._released.wait()
+                router._released.wait(delay_s)
                 chunk = json.dumps({"choices": [{"text": "late"}]})
                 body = f"data: {chunk}\n\ndata: [DONE]\n\n".encode()
                 try:
