@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--prompt-seconds", type=float, default=10.0)
     parser.add_argument("--steady-seconds", type=float, default=90.0)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--edit-timeout", type=float, default=120)
     args = parser.parse_args()
     log_dir = pathlib.Path(tempfile.gettempdir())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "operator"), str(ROOT / "serving")])}
@@ -153,12 +154,12 @@ def main() -> None:
             steady_hours = (time.monotonic() - steady_started) / 3600
             names = [f"slm-{i:05d}" for i in range(args.objects)]
             rng = random.Random(1)
-            edits = edit_latencies_ms(k8s, rng.sample(names[args.canaries :], args.edits), 30)
+            edits = edit_latencies_ms(k8s, rng.sample(names[args.canaries :], args.edits), args.edit_timeout)
             for name in names[: args.canaries]:
                 start_canary(k8s, name, 60)
             wait(lambda: slow.requests >= args.canaries, 120, "every canary validating", 0.2)
             rest = [n for n in names[args.canaries :]]
-            slow_edits = edit_latencies_ms(k8s, rng.sample(rest, args.edits), 30)
+            slow_edits = edit_latencies_ms(k8s, rng.sample(rest, args.edits), args.edit_timeout)
             validating_during = slow.answered < args.canaries * 10  # still far from done
             cpu = cpu_seconds(operator.pid)
             peak = proc_status_mib(operator.pid, "VmHWM")

@@ -4,6 +4,7 @@ is pure."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import logging
 import secrets
@@ -48,14 +49,23 @@ def build_event(
 
 
 class EventPoster:
-    """`Reconciler.emit`: posts through the operator's API client; a failed post is logged, never raised."""
+    """`Reconciler.emit`: posts through the operator's API client on a thread of its own (a pass does
+    not wait for it, as with kopf's poster); a failed post is logged, never raised."""
 
     def __init__(self, api: KubeApi) -> None:
         self._api = api
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="slm-events")
 
     def __call__(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        now = datetime.datetime.now(datetime.UTC)
+        event = build_event(involved, type_, reason, message, datetime.datetime.now(datetime.UTC), secrets.token_hex(8))
+        self._pool.submit(self._post, event)
+
+    def _post(self, event: dict[str, Any]) -> None:
         try:
-            self._api.create_event(build_event(involved, type_, reason, message, now, secrets.token_hex(8)))
+            self._api.create_event(event)
         except KubeError as error:
-            log.warning("could not post Event %s on %s: %s", reason, involved["metadata"].get("name"), error)
+            log.warning("could not post Event %s on %s: %s", event["reason"], event["involvedObject"]["name"], error)
+
+    def close(self) -> None:
+        """Post what is queued, then stop."""
+        self._pool.shutdown(wait=True)

@@ -74,13 +74,20 @@ class Written:
     rayservice: dict[str, Any]
 
 
-def ensure_rayservice(api: KubeApi, desired: dict[str, Any], now: datetime.datetime, conflict_retries: int) -> Written:
+def ensure_rayservice(
+    api: KubeApi,
+    desired: dict[str, Any],
+    existing: dict[str, Any] | None,
+    now: datetime.datetime,
+    conflict_retries: int,
+) -> Written:
     """Converge the RayService to `desired`. Raises `NotOursError` for a foreign RayService of that
     name, `RejectedError` when the API server refuses it, `ConflictError` after `conflict_retries`
-    re-reads that all lost a race."""
+    re-reads that all lost a race. `existing` is the RayService as the pass read it (re-read after a 409)."""
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    for _ in range(conflict_retries + 1):
-        existing = api.get_rayservice(namespace, name)
+    for attempt in range(conflict_retries + 1):
+        if attempt > 0:
+            existing = api.get_rayservice(namespace, name)
         action = classify(desired, existing)
         stamped = stamp_applied(desired, now)
         try:

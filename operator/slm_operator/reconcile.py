@@ -135,6 +135,7 @@ class Reconciler:
             written = ensure_rayservice(
                 self.api,
                 build_rayservice(deployment.model_copy(update={"status": status})),
+                existing,
                 now,
                 self.settings.conflict_retries,
             )

@@ -22,14 +22,15 @@ from slm_operator.settings import OperatorSettings
 def build_memo(settings: OperatorSettings) -> kopf.Memo:
     api = KubeApi(build_api_client(settings), settings)
     metrics = OperatorMetrics()
+    events = EventPoster(api)
     reconciler = Reconciler(
         api=api,
         settings=settings,
         metrics=metrics,
-        emit=EventPoster(api),
+        emit=events,
         clock=lambda: datetime.datetime.now(datetime.UTC),
     )
-    return kopf.Memo(settings=settings, api=api, metrics=metrics, reconciler=reconciler)
+    return kopf.Memo(settings=settings, api=api, metrics=metrics, reconciler=reconciler, events=events)
 
 
 async def operate(
@@ -64,6 +65,7 @@ def run_operator(settings: OperatorSettings) -> None:
         asyncio.run(operate(settings, memo))
     finally:
         memo.reconciler.close()
+        memo.events.close()
 
 
 @contextlib.contextmanager
@@ -91,3 +93,4 @@ def operator_in_thread(settings: OperatorSettings, ready_timeout: float = 30) ->
         stop.set()
         thread.join(30)
         memo.reconciler.close()
+        memo.events.close()
