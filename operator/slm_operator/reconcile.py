@@ -22,6 +22,7 @@ from slm_operator import constants
 from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import Phase, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import FieldError, apply_defaults, validate_object
+from slm_operator.builder.cluster_plan import plan_deployment_cluster
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
 from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError
 from slm_operator.metrics import OperatorMetrics
@@ -148,10 +149,13 @@ class Reconciler:
             now=now,
             settings=RolloutSettings(min_step_requests=self.settings.min_step_requests),
         )
-        status = self._with_serving_details(decision.status, existing, namespace, name)
+        cluster = plan_deployment_cluster(deployment, decision.status, existing, now=now, generation=generation)
+        status = self._with_serving_details(cluster.status, existing, namespace, name)
         self._apply(body, build_rayservice(deployment.model_copy(update={"status": status})), now)
         self._write_status(body, previous, status)
-        self._carry_out(body, deployment, decision.actions, observer)
+        self._carry_out(body, deployment, (*decision.actions, *cluster.events), observer)
+        if cluster.approval_used:
+            self.api.remove_deployment_annotation(namespace, name, constants.ANNOTATION_APPROVE_CLUSTER_UPGRADE)
         return status.phase
 
     def _spec_errors(self, body: dict[str, Any]) -> list[FieldError]:
