@@ -13,9 +13,9 @@ from slm_operator.api.models import AutoscalingSpec, RevisionStatus, SLMDeployme
 from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.api.validation import SchemaValidator, parse_deployment
 from slm_operator.builder.rayservice import build_rayservice
-from slm_operator.builder.worker_groups import WORKER_GROUP_MAX_REPLICAS, worker_group_name, worker_pod_settings
 from slm_operator.builder.revisions import split_replica_budget
 from slm_operator.builder.serve_config import ENGINE_GRACEFUL_SHUTDOWN_S, build_serve_config, direct_revision
+from slm_operator.builder.worker_groups import WORKER_GROUP_MAX_REPLICAS, worker_group_name, worker_pod_settings
 from slm_serving.config import (
     API_ROUTE_PREFIX,
     MODEL_IMPORT_PATH,
