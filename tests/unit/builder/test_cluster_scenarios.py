@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from slm_operator.api.models import SLMDeploymentSpec
 from slm_operator.builder.cluster_change import ClusterChange
-from slm_operator.builder.cluster_plan import UpgradeReason
+from slm_operator.builder.cluster_plan import UpgradeReason, plan_cluster
 from tests.unit.builder.cluster_driver import Driver
 from tests.unit.rollout.helpers import conditions, live, validation
 
@@ -135,3 +136,30 @@ def test_restart_keeps_the_group_order() -> None:
     before = run.groups()
     run.restart()
     assert run.step() is None and run.groups() == before
+
+
+def test_upgrading_holds_while_kuberay_reports_a_pending_cluster() -> None:
+    run = _started()
+    run.spec["clusterUpgrade"] = {"approval": "Automatic"}
+    run.spec["rayVersion"] = "2.61.0"
+    run.edited()
+    assert run.step() is NEW
+    assert run.status is not None
+    spec = SLMDeploymentSpec.model_validate(run.spec)
+
+    def plan(status: SLMDeploymentStatus, upgrading: bool) -> ClusterPlan:
+        return plan_cluster(
+            spec,
+            status,
+            name="tiny",
+            approval=None,
+            kuberay_upgrading=upgrading,
+            now=run.now,
+            generation=run.generation,
+        )
+
+    held = plan(run.status, True)
+    assert conditions(held.status)["ClusterUpgrade"] == ("True", UpgradeReason.UPGRADING) and held.events == ()
+    done = plan(held.status, False)
+    assert conditions(done.status)["ClusterUpgrade"] == ("False", UpgradeReason.UPGRADED)
+    assert [e.reason for e in done.events] == ["ClusterUpgraded"]
