@@ -1,10 +1,10 @@
-"""Rollout scenarios and KubeRay's decision at each transition (the table in docs/rollout.md)."""
+"""Rollout scenarios and KubeRay's decision at each transition (the kinds of change in docs/rollout.md)."""
 
 from __future__ import annotations
 
-from slm_operator.api.models import SLMDeploymentSpec
+from slm_operator.api.models import SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.builder.cluster_change import ClusterChange
-from slm_operator.builder.cluster_plan import UpgradeReason, plan_cluster
+from slm_operator.builder.cluster_plan import ClusterPlan, UpgradeReason, plan_cluster
 from tests.unit.builder.cluster_driver import Driver
 from tests.unit.rollout.helpers import conditions, live, validation
 
