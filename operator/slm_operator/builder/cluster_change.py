@@ -31,17 +31,12 @@ from collections.abc import Mapping
 from typing import Any
 
 UPGRADE_NEW_CLUSTER = "NewCluster"
-UPGRADE_NONE = "None"
 
 
 class ClusterChange(enum.Enum):
     NOTHING = "nothing"
     UPDATE_IN_PLACE = "update-in-place"
     NEW_CLUSTER = "new-cluster"
-
-
-AUTOSCALER_OWNED = ("replicas", "scaleStrategy.workersToDelete")
-"""Left out of the hash and written by Ray's autoscaler: a difference there is no lost change."""
 
 
 def cluster_spec_hash(cluster_config: Mapping[str, Any]) -> str:
@@ -78,7 +73,8 @@ def applies_new_cluster(upgrade_strategy: Mapping[str, Any] | None, *, zero_down
 
 def ignored_changes(running: Mapping[str, Any], desired: Mapping[str, Any]) -> list[str]:
     """Fields that differ while the hash is equal, so KubeRay leaves the running cluster as it is
-    (e.g. a new `maxReplicas` or new tolerations of an existing group); autoscaler-owned ones excepted."""
+    (e.g. a new `maxReplicas` or new tolerations of an existing group). `replicas` and
+    `workersToDelete` are not among them: Ray's autoscaler owns those."""
     if decide_cluster_change(running, desired) is not ClusterChange.NOTHING:
         return []
     ignored: list[str] = []
