@@ -9,10 +9,11 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 
 from slm_operator.api.crd import render_crd_yaml
-from slm_operator.api.models import SLMDeployment
+from slm_operator.api.models import SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import FieldError, InvalidSpecError, parse_deployment, validate_object
 from slm_operator.builder.rayservice import build_rayservice
 from slm_operator.yamlio import dump_yaml
@@ -87,13 +88,38 @@ def load_deployment(path: Path, namespace: str = "default") -> SLMDeployment:
     return deployment
 
 
+def load_status(path: Path) -> SLMDeploymentStatus:
+    """An SLMDeployment's status from a file: `kubectl get slmd NAME -o yaml` output, or the status alone."""
+    document = yaml.safe_load(path.read_text())
+    if isinstance(document, dict) and document.get("kind") == "SLMDeployment":
+        document = document.get("status") or {}
+    try:
+        return SLMDeploymentStatus.model_validate(document)
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(p) for p in problem["loc"])
+            console.print(f"[red]✗[/red] {path}: status.{where}: {problem['msg']}")
+        raise typer.Exit(code=1) from error
+
+
 @app.command()
 def render(
     file: FileArg,
     namespace: Annotated[str, typer.Option(help="Namespace when the file names none.")] = "default",
+    status: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="A status (e.g. `kubectl get slmd NAME -o yaml`): render the RayService at that point of a "
+            "rollout, with its revisions, weights and worker groups.",
+        ),
+    ] = None,
 ) -> None:
-    """Print the KubeRay RayService the operator would create for FILE."""
+    """Print the KubeRay RayService the operator would create for FILE (at the rollout point of --status)."""
     deployment = load_deployment(file, namespace)
+    if status is not None:
+        deployment = deployment.model_copy(update={"status": load_status(status)})
     sys.stdout.write(dump_yaml(build_rayservice(deployment)))
 
 

@@ -13,6 +13,11 @@ ANNOTATION_ROLLOUT_COMMAND: Final = "slm.dev/rollout-command"
 """Manual rollout control on an SLMDeployment: pause, resume, promote or abort."""
 ANNOTATION_APPLIED_AT: Final = "slm.dev/serve-config-applied-at"
 """On the RayService: when the operator last wrote it (RFC 3339), to tell when the router has reconfigured."""
+ANNOTATION_CLUSTER_UPGRADE: Final = "slm.dev/cluster-upgrade"
+"""On the RayService: the id of the cluster upgrade it declares (a change KubeRay applies by building a
+new Ray cluster); changes with each declared upgrade."""
+ANNOTATION_APPROVE_CLUSTER_UPGRADE: Final = "slm.dev/approve-cluster-upgrade"
+"""On an SLMDeployment: approves the pending cluster upgrade whose id it names (spec.clusterUpgrade Manual)."""
 PVC_MOUNT_ROOT: Final = "/mnt/models"
 """Where pvc://claim/path sources are mounted in serving pods: /mnt/models/<claim>/<path>."""
 SERVE_PORT: Final = 8000

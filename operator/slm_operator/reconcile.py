@@ -23,6 +23,7 @@ from slm_operator import constants
 from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import ConditionType, Phase, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import FieldError, apply_defaults, validate_object
+from slm_operator.builder.cluster_plan import plan_deployment_cluster
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
 from slm_operator.executor import carry_out
 from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError, RejectedError
@@ -129,7 +130,8 @@ class Reconciler:
         # decide
         settings = RolloutSettings(min_step_requests=self.settings.min_step_requests)
         decision = decide(deployment.spec, previous, observation, generation=generation, now=now, settings=settings)
-        status = _with_serving_details(decision.status, existing, *key)
+        cluster = plan_deployment_cluster(deployment, decision.status, existing, now=now, generation=generation)
+        status = _with_serving_details(cluster.status, existing, *key)
         # apply
         try:
             written = ensure_rayservice(
@@ -148,7 +150,9 @@ class Reconciler:
             reason, verb = WRITTEN_EVENTS[written.action]
             self.emit(body, "Normal", reason, f"{verb} RayService {key[1]}")
         phase = self._write_status(body, previous, status)
-        carry_out(decision.actions, deployment.spec, observer, _ClusterShell(self, body))
+        carry_out((*decision.actions, *cluster.events), deployment.spec, observer, _ClusterShell(self, body))
+        if cluster.approval_used:
+            self.api.remove_deployment_annotation(*key, constants.ANNOTATION_APPROVE_CLUSTER_UPGRADE)
         return phase
 
     # ------------------------------------------------------------ failures and backoff

@@ -317,6 +317,18 @@ class RolloutSpec(ApiModel):
     )
 
 
+# ---------------------------------------------------------------- spec.clusterUpgrade
+
+
+class ClusterUpgradeSpec(ApiModel):
+    approval: Literal["Manual", "Automatic"] = Field(
+        default="Manual",
+        description="Manual: a cluster upgrade (a second Ray cluster, all GPUs twice while both run) waits "
+        "for the annotation slm.dev/approve-cluster-upgrade=<status.cluster.pendingUpgrade.id>. "
+        "Automatic: it starts once no canary is live.",
+    )
+
+
 # ---------------------------------------------------------------- spec
 
 
@@ -358,6 +370,10 @@ class SLMDeploymentSpec(ApiModel):
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How a new revision is validated and given traffic."
     )
+    cluster_upgrade: ClusterUpgradeSpec = Field(
+        default_factory=ClusterUpgradeSpec,
+        description="Changes only a new Ray cluster can apply (rayImage, rayVersion): whether they wait for approval.",
+    )
 
 
 # ---------------------------------------------------------------- status
@@ -368,6 +384,7 @@ class ConditionType(StrEnum):
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
     CANARY_VALIDATED = "CanaryValidated"
+    CLUSTER_UPGRADE = "ClusterUpgrade"
 
 
 class Phase(StrEnum):
@@ -401,6 +418,8 @@ class RevisionTemplate(ApiModel):
     accelerator_type: str | None = Field(default=None, description="GPU model.")
     cpu: Quantity = Field(default="4", description="CPU per worker pod.")
     memory: Quantity = Field(default="16Gi", description="Memory per worker pod.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels its pods must match.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of its pods.")
 
 
 class RevisionStatus(ApiModel):
@@ -439,6 +458,47 @@ class RolloutStatus(ApiModel):
     last_command: str | None = Field(default=None, description="Last manual command acted upon.")
 
 
+class WorkerPodSettings(ApiModel):
+    """What a worker group's pod template is made of: one group per distinct value."""
+
+    gpus: int = Field(default=1, description="GPUs per pod.")
+    accelerator_type: str | None = Field(default=None, description="GPU model (nvidia.com/gpu.product).")
+    cpu: Quantity = Field(default="4", description="CPU request and limit.")
+    memory: Quantity = Field(default="16Gi", description="Memory request and limit.")
+    pvc_claims: list[str] = Field(default_factory=list, description="PersistentVolumeClaims mounted read-only.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of the pods.")
+    credentials_secret: str | None = Field(default=None, description="Secret whose keys become environment variables.")
+
+
+class WorkerGroupStatus(ApiModel):
+    name: str = Field(description="groupName in the RayService.")
+    pod: WorkerPodSettings = Field(description="Its pod settings.")
+
+
+class PendingClusterUpgrade(ApiModel):
+    id: str = Field(description="Hash of the new cluster's config: approve with slm.dev/approve-cluster-upgrade=<id>.")
+    reason: str = Field(description="What only a new cluster can apply.")
+    extra_gpus: int = Field(description="GPUs needed on top of today's while both clusters run.")
+    ray_version: str = Field(description="Ray version of the new cluster.")
+    ray_image: str = Field(description="Image of the new cluster.")
+
+
+class ClusterStatus(ApiModel):
+    """The Ray cluster the RayService asks KubeRay for: worker groups only grow, in first-seen order,
+    so that KubeRay updates the running cluster in place instead of building a second one."""
+
+    ray_version: str = Field(description="Ray version of the running cluster.")
+    ray_image: str = Field(description="Image of the running cluster.")
+    worker_groups: list[WorkerGroupStatus] = Field(
+        default_factory=list, description="Worker groups in the order KubeRay has them (unused ones at 0 pods)."
+    )
+    upgrade_id: str | None = Field(default=None, description="The cluster upgrade the RayService last declared.")
+    pending_upgrade: PendingClusterUpgrade | None = Field(
+        default=None, description="A cluster upgrade the spec asks for and that has not started."
+    )
+
+
 class SLMDeploymentStatus(ApiModel):
     phase: Phase = Field(default=Phase.PENDING, description="Summary state.")
     observed_generation: int | None = Field(default=None, description="Last spec generation acted upon.")
@@ -455,6 +515,7 @@ class SLMDeploymentStatus(ApiModel):
     rollout: RolloutStatus | None = Field(default=None, description="Progress of the current rollout.")
     last_validation: ValidationResult | None = Field(default=None, description="Most recent validation gate.")
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
+    cluster: ClusterStatus | None = Field(default=None, description="The Ray cluster asked of KubeRay.")
     message: str = Field(default="", description="What is happening, for humans.")
 
 

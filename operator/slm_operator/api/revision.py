@@ -1,7 +1,8 @@
 """Revisions: a short hash of the model-affecting part of the spec.
 
-Changing the model, its adapters, engine arguments or per-replica resources gives a new revision and
-starts a rollout; changing autoscaling bounds or rollout policy does not.
+Changing the model, its adapters, engine arguments, per-replica resources or where its pods may run
+(node selector, tolerations) gives a new revision and starts a rollout (in a new worker group when
+the pod template changes); changing autoscaling bounds or rollout policy does not.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def revision_template(spec: SLMDeploymentSpec) -> RevisionTemplate:
         accelerator_type=spec.resources.accelerator_type,
         cpu=spec.resources.cpu,
         memory=spec.resources.memory,
+        node_selector=spec.resources.node_selector,
+        tolerations=spec.resources.tolerations,
     )
 
 

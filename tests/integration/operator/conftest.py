@@ -14,6 +14,7 @@ from slm_operator.runner import operator_in_thread
 from slm_operator.settings import OperatorSettings
 from tests.harness.cluster import client_for, load_crds
 from tests.harness.emulator import EmulatorThread
+from tests.harness.kuberay import KubeRayWatch
 
 
 @pytest.fixture
@@ -42,6 +43,14 @@ def settings(api: EmulatorThread) -> OperatorSettings:
 
 
 @pytest.fixture
-def operator(settings: OperatorSettings) -> Iterator[kopf.Memo]:
+def kuberay(k8s: kubernetes.client.CustomObjectsApi) -> Iterator[KubeRayWatch]:
+    """KubeRay's rules on every RayService write: the test fails on an undeclared new RayCluster, a
+    change KubeRay would not apply, or an object KubeRay's CRD refuses."""
+    with KubeRayWatch(k8s) as watch:
+        yield watch
+
+
+@pytest.fixture
+def operator(settings: OperatorSettings, kuberay: KubeRayWatch) -> Iterator[kopf.Memo]:
     with operator_in_thread(settings) as memo:
         yield memo

@@ -29,6 +29,10 @@ NEW_REVISION = [
     ("gpus per replica", lambda s: s["resources"].update(gpusPerReplica=2)),
     ("memory", lambda s: s["resources"].update(memory="32Gi")),
     ("served name", lambda s: s["model"].update(servedModelName="phi")),
+    # Pod settings belong to the revision: a change is a canary in a new worker group (issue 14).
+    ("tolerations", lambda s: s["resources"].update(tolerations=[])),
+    ("node selector", lambda s: s["resources"].update(nodeSelector={"pool": "gpu-b"})),
+    ("accelerator", lambda s: s["resources"].update(acceleratorType="NVIDIA-A100-SXM4-80GB")),
 ]
 SAME_REVISION = [
     ("max replicas", lambda s: s["autoscaling"].update(maxReplicas=8)),
@@ -36,7 +40,8 @@ SAME_REVISION = [
     ("traffic steps", lambda s: s["rollout"].update(steps=[{"weight": 100}])),
     ("golden prompts", lambda s: s["rollout"]["validation"].update(prompts=[])),
     ("surge", lambda s: s["rollout"].update(maxSurgeReplicas=3)),
-    ("tolerations", lambda s: s["resources"].update(tolerations=[])),
+    ("ray image", lambda s: s.update(rayImage="ghcr.io/slm-dev/slm-serving:0.2.0")),
+    ("cluster upgrade approval", lambda s: s.update(clusterUpgrade={"approval": "Automatic"})),
 ]
 
 

@@ -12,9 +12,10 @@ import yaml
 from slm_operator.api.models import AutoscalingSpec, RevisionStatus, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.api.validation import SchemaValidator, parse_deployment
-from slm_operator.builder.rayservice import build_rayservice, worker_group_name
+from slm_operator.builder.rayservice import build_rayservice
 from slm_operator.builder.revisions import split_replica_budget
 from slm_operator.builder.serve_config import ENGINE_GRACEFUL_SHUTDOWN_S, build_serve_config, direct_revision
+from slm_operator.builder.worker_groups import WORKER_GROUP_MAX_REPLICAS, worker_group_name, worker_pod_settings
 from slm_serving.config import (
     API_ROUTE_PREFIX,
     MODEL_IMPORT_PATH,
@@ -241,12 +242,14 @@ def test_only_serve_config_changes_between_revisions_of_the_same_shape() -> None
     assert before["spec"]["serveConfigV2"] != after["spec"]["serveConfigV2"]
 
 
-def test_worker_groups_per_pod_shape_and_gpu_budget() -> None:
+def test_worker_groups_per_pod_settings_with_fixed_bounds() -> None:
+    """KubeRay never applies a changed min/maxReplicas of a running group: they do not follow the spec
+    (the replica budget is in each revision's Serve autoscaling bounds)."""
     deployment = _load(EXAMPLES / "phi3-mini.yaml")
     groups = build_rayservice(deployment)["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     (group,) = groups
-    assert group["groupName"] == worker_group_name(revision_template(deployment.spec))
-    assert group["maxReplicas"] == 4 + 1  # maxReplicas + maxSurgeReplicas
+    assert group["groupName"] == worker_group_name(worker_pod_settings(revision_template(deployment.spec)))
+    assert (group["minReplicas"], group["maxReplicas"]) == (0, WORKER_GROUP_MAX_REPLICAS)
     pod = group["template"]["spec"]
     (container,) = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
