@@ -59,6 +59,18 @@ def count_events(core: kubernetes.client.CoreV1Api) -> int:
     return len(core.list_namespaced_event("default").items)
 
 
+def settle_events(core: kubernetes.client.CoreV1Api, timeout: float, quiet_s: float = 10) -> None:
+    """Wait until no Event has been posted for `quiet_s` (the backlog of the creations is through)."""
+    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = count_events(core)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(1)
+
+
 def body(i: int) -> dict[str, Any]:
     obj = tiny(f"slm-{i:05d}")
     if i % 10 == 0:
@@ -147,7 +159,7 @@ def main() -> None:
                 list(pool.map(lambda i: k8s.create_namespaced_custom_object(*SLMD, body(i)), range(args.objects)))
             wait(lambda: count(k8s, RAYS) == args.objects + 1, args.timeout, "all RayServices", 0.5)
             to_all_s = time.monotonic() - start
-            time.sleep(10)  # let the status writes and first timer runs finish
+            settle_events(core, 300)  # the creations' Events posted: what follows is steady state
             events_before, steady_started = count_events(core), time.monotonic()
             time.sleep(args.steady_seconds)
             steady_events = count_events(core) - events_before
