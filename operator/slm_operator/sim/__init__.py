@@ -11,7 +11,7 @@ only builds their inputs and carries out their outputs.
 * `serve_rules` — Ray Serve 2.60's controller rules (delays, scaling factors, cold start, bounds) and its
   default policy; `autoscalers` — the three autoscalers behind one interface (ours, Serve's, KEDA's).
 * `upgrades` — rollouts: ours, KubeRay blue/green and KubeRay incremental upgrade.
-* `fleet` — the event loop (simpy) tying units, GPUs, autoscalers and upgrades together; `plan` — `slm plan`.
+* `fleet` — the event loop tying units, GPUs, autoscalers and upgrades together; `plan` — `slm plan`.
 
-Needs numpy and simpy (the `sim` extra), not Ray.
+Needs numpy (the `sim` extra), not Ray; a small event loop of its own rather than simpy (see `fleet`).
 """
