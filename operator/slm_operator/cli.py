@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,3 +149,45 @@ def operator() -> None:
 def crd() -> None:
     """Print the SLMDeployment CustomResourceDefinition."""
     sys.stdout.write(render_crd_yaml())
+
+
+@app.command()
+def plan(
+    file: FileArg,
+    trace: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="CSV of arrivals: timestamp[,prompt_tokens,output_tokens]."),
+    ] = None,
+    hours: Annotated[float, typer.Option(min=0.01, max=168, help="Simulated hours.")] = 24.0,
+    gpu_type: Annotated[
+        str | None, typer.Option(help="GPU type (default: each spec's acceleratorType, else NVIDIA-L4).")
+    ] = None,
+    rps: Annotated[
+        float | None, typer.Option(min=0, help="Mean requests/s without a trace (default: half of maxReplicas busy).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated arrivals.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Simulate FILE's SLMDeployments on modelled GPUs: SLO, GPU-hours, cost, rollouts, ours vs baselines."""
+    deployments = []
+    for index, document in _documents(file):
+        errors = _document_errors(document)
+        for problem in errors:
+            console.print(f"[red]✗[/red] {file}#{index}: {problem}")
+        if errors:
+            raise typer.Exit(code=1)
+        deployments.append(parse_deployment(document))
+    if not deployments:
+        console.print(f"[red]✗[/red] {file}: no SLMDeployment")
+        raise typer.Exit(code=1)
+    from slm_operator.sim.plan import build_plan, plan_json, print_plan
+
+    try:
+        result = build_plan(deployments, hours=hours, gpu_type=gpu_type, trace=trace, rps=rps, seed=seed)
+    except ValueError as error:
+        console.print(f"[red]✗[/red] {error}")
+        raise typer.Exit(code=1) from error
+    if json_output:
+        sys.stdout.write(json.dumps(plan_json(result), indent=2) + "\n")
+    else:
+        print_plan(result, Console())
