@@ -15,7 +15,7 @@ from rich.console import Console
 
 from slm_operator.api.crd import render_crd_yaml
 from slm_operator.api.models import SLMDeployment, SLMDeploymentStatus
-from slm_operator.api.validation import FieldError, InvalidSpecError, parse_deployment, validate_object
+from slm_operator.api.validation import InvalidSpecError, parse_deployment, validate_object
 from slm_operator.builder.rayservice import build_rayservice
 from slm_operator.yamlio import dump_yaml
 
@@ -37,17 +37,10 @@ def _documents(path: Path) -> Iterator[tuple[int, Any]]:
                 yield index, document
 
 
-def _document_errors(document: Any) -> list[FieldError]:
-    if not isinstance(document, dict):
-        return [FieldError("<root>", "expected a mapping (an SLMDeployment object)")]
-    if document.get("kind") != "SLMDeployment":
-        return [FieldError("kind", f"expected SLMDeployment, got {document.get('kind')!r}")]
-    return validate_object(document)
-
-
 @app.command()
 def validate(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="YAML files")]) -> None:
-    """Check SLMDeployment YAML offline against the CRD schema and its CEL rules."""
+    """Check SLMDeployment YAML offline as `kubectl apply` would: schema, CEL rules, admission webhook.
+    Every error of every document is listed, each with its field path."""
     failed = False
     for path in files:
         try:
@@ -57,7 +50,7 @@ def validate(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=F
             failed = True
             continue
         for index, document in documents:
-            errors = _document_errors(document)
+            errors = validate_object(document)
             where = f"{path}" if len(documents) == 1 else f"{path}#{index}"
             if errors:
                 failed = True
@@ -69,19 +62,20 @@ def validate(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=F
         raise typer.Exit(code=1)
 
 
-def load_deployment(path: Path, namespace: str = "default") -> SLMDeployment:
-    """The single SLMDeployment in a file, validated; exits with the errors otherwise."""
+def load_deployment(path: Path, namespace: str = "default", *, local: bool = False) -> SLMDeployment:
+    """The single SLMDeployment in a file, validated (`local`: for `slm serve`); exits with the errors
+    otherwise."""
     documents = [d for _, d in _documents(path)]
     if len(documents) != 1:
         console.print(f"[red]✗[/red] {path}: expected one SLMDeployment, found {len(documents)} documents")
         raise typer.Exit(code=1)
-    errors = _document_errors(documents[0])
+    errors = validate_object(documents[0], local=local)
     if errors:
         for problem in errors:
             console.print(f"[red]✗[/red] {path}: {problem}")
         raise typer.Exit(code=1)
     try:
-        deployment = parse_deployment(documents[0])
+        deployment = parse_deployment(documents[0], local=local)
     except InvalidSpecError as error:  # pragma: no cover - validate_object already reported these
         console.print(f"[red]✗[/red] {path}: {error}")
         raise typer.Exit(code=1) from error
@@ -130,7 +124,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port of the OpenAI API on localhost.")] = 8000,
 ) -> None:
     """Serve FILE on this machine (own local Ray, vLLM), rolling out every edit to it. No Kubernetes."""
-    load_deployment(file)  # report a bad file before starting anything
+    load_deployment(file, local=True)  # report a bad file before starting anything
     from slm_operator.embedded import serve_file
 
     serve_file(file, port=port, console=Console())
@@ -171,12 +165,12 @@ def plan(
     """Simulate FILE's SLMDeployments on modelled GPUs: SLO, GPU-hours, cost, rollouts, ours vs baselines."""
     deployments = []
     for index, document in _documents(file):
-        errors = _document_errors(document)
+        errors = validate_object(document, local=True)
         for problem in errors:
             console.print(f"[red]✗[/red] {file}#{index}: {problem}")
         if errors:
             raise typer.Exit(code=1)
-        deployments.append(parse_deployment(document))
+        deployments.append(parse_deployment(document, local=True))
     if not deployments:
         console.print(f"[red]✗[/red] {file}: no SLMDeployment")
         raise typer.Exit(code=1)

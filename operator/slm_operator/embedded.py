@@ -263,7 +263,7 @@ def _load(path: Path) -> SLMDeployment:
     documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     if len(documents) != 1:
         raise yaml.YAMLError(f"expected one SLMDeployment, found {len(documents)} documents")
-    return parse_deployment(documents[0])
+    return parse_deployment(documents[0], local=True)
 
 
 def _weights(status: SLMDeploymentStatus | None) -> tuple[tuple[str, int], ...]:

@@ -85,6 +85,11 @@ class KubeApi:
         self._timeout = settings.request_timeout_seconds
         self._manager = settings.field_manager
 
+    @property
+    def client(self) -> kubernetes.client.ApiClient:
+        """The API client, for the few calls outside this class (the webhook's caBundle)."""
+        return self._client
+
     def get_deployment(self, namespace: str, name: str) -> dict[str, Any]:
         return translate(
             lambda: self._objects.get_namespaced_custom_object(

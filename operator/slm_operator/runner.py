@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import kopf
 
+from slm_operator.admission.webhook import register_admission
 from slm_operator.events import EventPoster
 from slm_operator.handlers import build_registry
 from slm_operator.kube import KubeApi, build_api_client
@@ -39,8 +40,11 @@ async def operate(
     stop_flag: threading.Event | None = None,
     ready_flag: threading.Event | None = None,
 ) -> None:
+    registry = build_registry(settings.rollout_interval_seconds, settings.replicas_interval_seconds)
+    if settings.webhook_port:
+        register_admission(registry, settings, memo.api.client)
     await kopf.operator(
-        registry=build_registry(settings.rollout_interval_seconds, settings.replicas_interval_seconds),
+        registry=registry,
         memo=memo,
         standalone=not settings.peering_name,
         peering_name=settings.peering_name or None,

@@ -45,6 +45,21 @@ class OperatorSettings(BaseSettings):
         default=3, ge=0, description="Immediate re-read-and-retry rounds on a 409 before backing off."
     )
 
+    webhook_port: int = Field(
+        default=0, ge=0, le=65535, description="HTTPS port of the validating admission webhook; 0 disables it."
+    )
+    webhook_addr: str = Field(default="0.0.0.0", description="Address the webhook server listens on.")
+    webhook_host: str = Field(
+        default="", description="DNS name the API server uses for the webhook (`<service>.<namespace>.svc`)."
+    )
+    webhook_cert_dir: str = Field(
+        default="", description="Directory with tls.crt and tls.key (cert-manager); empty: self-signed at start."
+    )
+    webhook_configuration: str = Field(
+        default="",
+        description="ValidatingWebhookConfiguration whose caBundle gets the self-signed certificate; empty: none.",
+    )
+
     router_url_template: str = Field(
         default="http://{name}-serve-svc.{namespace}.svc:8000",
         description="Where the operator reaches an SLMDeployment's router (golden prompts, pinned).",

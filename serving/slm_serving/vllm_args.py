@@ -13,10 +13,19 @@ from typing import Any
 
 from slm_serving.config import EngineConfig
 
-_OWN_FIELDS = frozenset(
-    {"model", "served_model_name", "dtype", "quantization", "max_model_len", "tensor_parallel_size", "revision"}
+RESERVED_ENGINE_ARGS = frozenset(
+    {
+        "model",
+        "served_model_name",
+        "dtype",
+        "quantization",
+        "max_model_len",
+        "tensor_parallel_size",
+        "revision",
+        "lora_modules",
+    }
 )
-"""Set from `EngineConfig`'s typed fields; `engine_args` may not override them."""
+"""Set from `EngineConfig`'s typed fields and adapters; `engine_args` may not override them."""
 
 _DEFAULTS: dict[str, Any] = {
     # Only our own stat logger (queue depth for autoscaling) runs: vLLM's default loggers cost CPU per
@@ -41,7 +50,7 @@ def build_vllm_args(
     unknown = sorted(k for k in engine.engine_args if not hasattr(defaults, k))
     if unknown:
         raise ValueError(f"unknown vLLM engine arguments: {', '.join(unknown)}")
-    reserved = sorted(_OWN_FIELDS & engine.engine_args.keys())
+    reserved = sorted(RESERVED_ENGINE_ARGS & engine.engine_args.keys())
     if reserved:
         raise ValueError(f"set {', '.join(reserved)} through the model fields, not engineArgs")
     args = Namespace(**vars(defaults))

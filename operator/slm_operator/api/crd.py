@@ -183,5 +183,8 @@ def _collapse_any_of(node: dict[str, Any], any_of: list[dict[str, Any]], defs: d
     if len(branches) == 1:
         return branches[0] | rest
     if types == {"string", "integer"}:
-        return rest | {"x-kubernetes-int-or-string": True}
+        # Kubernetes' int-or-string: the string branch's pattern and length still apply to strings.
+        string = next(b for b in branches if b.get("type") == "string")
+        kept = {k: v for k, v in string.items() if k in ("pattern", "maxLength")}
+        return rest | kept | {"x-kubernetes-int-or-string": True}
     return rest | {"type": "object", "x-kubernetes-preserve-unknown-fields": True}

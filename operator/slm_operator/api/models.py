@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "slm.dev"
@@ -24,6 +24,10 @@ SHORT_NAMES = ("slmd",)
 DEFAULT_RAY_VERSION = "2.60.0"
 DEFAULT_RAY_IMAGE = "ghcr.io/slm-dev/slm-serving:0.1.0"
 MODEL_SOURCE_PATTERN = r"^((hf|s3|gs|pvc|file|tiny)://.+|/.+|\./.+)$"
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+"""Kubernetes' resource.Quantity grammar, the pattern its own OpenAPI schema publishes for quantities."""
 
 
 def cel_rules(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
@@ -37,6 +41,11 @@ def cel_rules(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": validations}
 
 
+def _defaulted_elsewhere(schema: dict[str, Any]) -> None:
+    """A field whose default depends on other fields (filled in by the model): no `default` in the CRD."""
+    schema.pop("default", None)
+
+
 class ApiModel(BaseModel):
     """camelCase on the wire, snake_case in Python, unknown fields rejected."""
 
@@ -47,7 +56,7 @@ class ApiModel(BaseModel):
 
 
 class SecretKeyRef(ApiModel):
-    name: str = Field(description="Name of a Secret in the SLMDeployment's namespace.", min_length=1)
+    name: str = Field(description="Name of a Secret in the SLMDeployment's namespace.", min_length=1, max_length=253)
 
 
 class Quantization(StrEnum):
@@ -87,10 +96,12 @@ class ModelSpec(ApiModel):
         default=None, max_length=128, description="Revision of the source: a branch, tag or commit hash."
     )
     served_model_name: str = Field(
+        default="",
         min_length=1,
         max_length=128,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
-        description="Name clients pass as `model` in OpenAI requests.",
+        description="Name clients pass as `model` in OpenAI requests. Defaults to metadata.name.",
+        json_schema_extra=_defaulted_elsewhere,
     )
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
         default="auto", description="Weight and activation dtype for vLLM."
@@ -103,8 +114,16 @@ class ModelSpec(ApiModel):
     )
     engine_args: dict[str, JsonValue] = Field(
         default_factory=dict,
+        max_length=64,
         description="Further vLLM engine arguments (snake_case names, e.g. gpu_memory_utilization), "
-        "passed through unchanged.",
+        "passed through unchanged. Not those the operator sets (model, served_model_name, dtype, "
+        "quantization, max_model_len, tensor_parallel_size, revision, LoRA settings) and no credentials; "
+        "trust_remote_code needs trustRemoteCode: true.",
+    )
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Opt in to running Python code shipped with the model (vLLM's trust_remote_code); "
+        "required before engineArgs may set trust_remote_code.",
     )
     credentials_secret_ref: SecretKeyRef | None = Field(
         default=None,
@@ -132,9 +151,14 @@ class AdapterSpec(ApiModel):
 
 
 class Toleration(ApiModel):
-    key: str | None = Field(default=None, description="Taint key the toleration applies to.")
+    key: str | None = Field(
+        default=None,
+        max_length=317,
+        description="Taint key the toleration applies to (a label key). Required: an empty key with "
+        "Exists would tolerate every taint.",
+    )
     operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value to match (with Equal).")
+    value: str | None = Field(default=None, max_length=63, description="Taint value to match (with Equal).")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all effects."
     )
@@ -142,7 +166,7 @@ class Toleration(ApiModel):
 
 
 Quantity = Annotated[
-    str | int,
+    Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)] | Annotated[int, Field(ge=0)],
     Field(description="A Kubernetes quantity, e.g. 4, 500m, 16Gi."),
 ]
 
@@ -160,8 +184,8 @@ class ResourcesSpec(ApiModel):
     )
     cpu: Quantity = Field(default="4", description="CPU request and limit of each GPU worker pod.")
     memory: Quantity = Field(default="16Gi", description="Memory request and limit of each GPU worker pod.")
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the GPU worker pods must match."
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=32, description="Node labels the GPU worker pods must match."
     )
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=32, description="Tolerations of the GPU worker pods."
@@ -222,14 +246,17 @@ class ChatMessage(ApiModel):
 
 
 class Expectation(ApiModel):
-    contains: list[str] = Field(
+    contains: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list, max_length=32, description="Substrings the answer must contain (all of them)."
     )
-    not_contains: list[str] = Field(
+    not_contains: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list, max_length=32, description="Substrings the answer must not contain."
     )
     regex: str | None = Field(
-        default=None, max_length=1024, description="Python regular expression the answer must match (search)."
+        default=None,
+        max_length=1024,
+        description="RE2 regular expression the answer must match (search; linear time, so no "
+        "backreferences or lookaround).",
     )
     json_schema: dict[str, JsonValue] | None = Field(
         default=None, description="The answer must be valid JSON matching this JSON Schema."
@@ -357,11 +384,15 @@ class SLMDeploymentSpec(ApiModel):
         default_factory=ResourcesSpec, description="What one model replica needs and where it may run."
     )
     ray_version: str = Field(
-        default=DEFAULT_RAY_VERSION, pattern=r"^\d+\.\d+\.\d+$", description="Ray version of the cluster."
+        default=DEFAULT_RAY_VERSION,
+        max_length=32,
+        pattern=r"^\d+\.\d+\.\d+$",
+        description="Ray version of the cluster.",
     )
     ray_image: str = Field(
         default=DEFAULT_RAY_IMAGE,
         min_length=1,
+        max_length=512,
         description="Container image with Ray, vLLM and slm_serving, used by head and workers.",
     )
     autoscaling: AutoscalingSpec = Field(
@@ -525,3 +556,10 @@ class SLMDeployment(ApiModel):
     metadata: dict[str, JsonValue] = Field(default_factory=dict, description="Standard object metadata.")
     spec: SLMDeploymentSpec
     status: SLMDeploymentStatus | None = None
+
+    @model_validator(mode="after")
+    def _default_served_model_name(self) -> SLMDeployment:
+        """spec.model.servedModelName defaults to the object's name (as KServe does)."""
+        if not self.spec.model.served_model_name:
+            self.spec.model.served_model_name = str(self.metadata.get("name") or "")
+        return self

@@ -55,6 +55,23 @@ def build_reference(crd: dict[str, Any]) -> str:
         "Defaults are filled in by the API server (and by `slm validate`); "
         "CEL rules are checked by the API server (Kubernetes 1.28+) and by `slm validate`.",
         "",
+        "## Validation layers",
+        "",
+        "Every error is reported at once with its field path, in the API server's order:",
+        "",
+        "1. **Schema** (API server): the types, enums, bounds, patterns and lengths in the tables below; "
+        "unknown fields are refused by kubectl's strict field validation.",
+        "2. **CEL rules** (API server): the `Rules (CEL)` under each object below.",
+        "3. **Admission webhook** (the operator, `webhook.enabled` in the chart; also `slm validate` and the "
+        "operator's check of each new generation): what CEL cannot express. `metadata.name` is a DNS-1035 label "
+        "of at most 47 characters (KubeRay names the RayCluster `<name>-xxxxx` and its `-serve-svc` Service "
+        "after it, within 63); model and adapter sources are well-formed and normalised, without credentials "
+        "(`file://` only with `slm serve`); `engineArgs` set nothing the operator sets and no credential, "
+        "and `trust_remote_code` needs `model.trustRemoteCode`; quantities, node-selector labels and "
+        "tolerations follow Kubernetes' rules (and a toleration names its key); `expect.regex` compiles "
+        "under RE2 and `expect.jsonSchema` is a JSON Schema. See docs/operations.md for what happens to "
+        "writes while the operator is down.",
+        "",
         "## Contents",
         "",
         *[f"- [`{s.path or names['kind']}`](#{_anchor(s.path or names['kind'])})" for s in sections],

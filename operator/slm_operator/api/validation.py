@@ -1,16 +1,22 @@
-"""Validate SLMDeployment objects offline exactly as the API server would.
+"""Validate SLMDeployment objects offline exactly as the API server and the admission webhook would.
 
-Three steps, as in kube-apiserver: the structural schema (types, enums, bounds, patterns, unknown
-fields as with kubectl's strict field validation), then defaulting, then the CEL
-`x-kubernetes-validations` rules evaluated with cel-python. Used by `slm validate`, by the operator
-(to set the InvalidSpec condition) and by the test API emulator (to answer 422).
+The layers, in kube-apiserver's order, every error of every layer reported at once with its field path:
+1. the resource itself: apiVersion and kind (`no matches for kind …`: nothing else is checked then);
+2. metadata.name as a DNS-1123 subdomain (ObjectMeta validation);
+3. the structural schema: types, enums, bounds, patterns, lengths, unknown fields (kubectl's strict field
+   validation), in the API server's wording; then defaulting;
+4. the CEL `x-kubernetes-validations` rules (cel-python), skipped as the API server skips them when a
+   type or enum error makes the object unfit for them;
+5. the checks CEL cannot express (`slm_operator.api.checks`), which the admission webhook runs.
+Used by `slm validate`, the admission webhook, the operator (InvalidSpec condition) and the API emulator.
+The real API server calls the webhook only once 1-4 pass; here they all run so CI sees everything.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
 from typing import Any
@@ -21,19 +27,18 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
+from slm_operator.api.checks import FieldError, extra_errors, metadata_errors
 from slm_operator.api.crd import build_openapi_schema
-from slm_operator.api.models import SLMDeployment
+from slm_operator.api.models import API_VERSION, GROUP, KIND, SLMDeployment
 
+__all__ = ["FieldError", "InvalidSpecError", "parse_deployment", "validate_object"]
 
-@dataclass(frozen=True)
-class FieldError:
-    """One problem, at a field path such as `spec.rollout.steps[1].weight`."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+UNCHECKED_RULES = (
+    "Internal error: some validation rules were not checked because the object was invalid; "
+    "correct the existing errors to complete validation"
+)
+_BLOCKING = frozenset({"type", "enum"})
+"""Schema errors after which the API server does not evaluate CEL rules (TypeInvalid, NotSupported)."""
 
 
 class SchemaValidator:
@@ -44,11 +49,14 @@ class SchemaValidator:
         self._structural = jsonschema.Draft7Validator(to_json_schema(schema))
 
     def errors(self, obj: dict[str, Any]) -> list[FieldError]:
-        """All errors in `obj` (empty when valid)."""
-        errors = _structural_errors(obj, self._structural)
-        if errors:
-            return errors  # CEL rules assume well-typed input, as in the API server
-        return list(_cel_errors(apply_defaults(obj, self.schema), self.schema, ""))
+        """Schema errors, then CEL rule errors (empty when valid)."""
+        structural = list(_structural_errors(obj, self._structural))
+        if any(validator in _BLOCKING for validator, _ in structural):
+            return [error for _, error in structural] + [FieldError("<root>", UNCHECKED_RULES)]
+        rules = _cel_errors(apply_defaults(obj, self.schema), self.schema, "")
+        if structural:  # a rule that cannot evaluate (a required field missing) adds nothing new
+            rules = (e for e in rules if "could not be evaluated" not in e.message)
+        return [error for _, error in structural] + list(rules)
 
 
 @cache
@@ -56,9 +64,33 @@ def slm_validator() -> SchemaValidator:
     return SchemaValidator(build_openapi_schema())
 
 
-def validate_object(obj: dict[str, Any]) -> list[FieldError]:
-    """All errors in one SLMDeployment object (empty when valid)."""
-    return slm_validator().errors(obj)
+def validate_object(obj: Any, *, local: bool = False) -> list[FieldError]:
+    """All errors in one SLMDeployment object, layer by layer (empty when valid). `local`: for
+    `slm serve`, which may also read file:// and plain-path sources."""
+    if not isinstance(obj, dict):
+        return [FieldError("<root>", "expected a mapping (an SLMDeployment object)")]
+    mismatch = resource_mismatch(obj)
+    if mismatch is not None:
+        return [mismatch]
+    return metadata_errors(obj) + slm_validator().errors(obj) + extra_errors(obj, local=local)
+
+
+def resource_mismatch(obj: dict[str, Any]) -> FieldError | None:
+    """kubectl's answer to an apiVersion/kind the API server does not serve, or None."""
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not api_version or not kind:
+        missing = "apiVersion" if not api_version else "kind"
+        return FieldError(missing, f"Required value: {missing} must be set")
+    if kind != KIND:
+        return FieldError("kind", f"Invalid value: {json.dumps(kind)}: expected {KIND}")
+    if api_version != API_VERSION:
+        group = str(api_version).split("/")[0] if "/" in str(api_version) else ""
+        return FieldError(
+            "apiVersion",
+            f'no matches for kind "{KIND}" in version "{api_version}"'
+            + (f" (the {GROUP} group serves {API_VERSION})" if group == GROUP else ""),
+        )
+    return None
 
 
 def apply_defaults(obj: Any, schema: dict[str, Any]) -> Any:
@@ -120,19 +152,61 @@ def to_json_schema(node: Any, *, reject_unknown: bool = True) -> Any:
     return out
 
 
-def _structural_errors(obj: dict[str, Any], validator: jsonschema.Draft7Validator) -> list[FieldError]:
-    errors = []
+def _structural_errors(obj: dict[str, Any], validator: jsonschema.Draft7Validator) -> Iterator[tuple[str, FieldError]]:
+    """(jsonschema keyword, error) pairs in the API server's wording, sorted by field path."""
     for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
         path = format_path(error.absolute_path)
         if error.validator == "required":
             missing = error.message.split("'")[1]
-            errors.append(FieldError(_join(path, missing), "Required value"))
+            yield "required", FieldError(_join(path, missing), "Required value")
         elif error.validator == "additionalProperties":
             for name in _unexpected(error):
-                errors.append(FieldError(_join(path, name), "unknown field"))
+                yield "additionalProperties", FieldError(_join(path, name), f'unknown field "{_join(path, name)}"')
         else:
-            errors.append(FieldError(path or "<root>", error.message))
-    return errors
+            yield str(error.validator), FieldError(path or "<root>", _wording(error, path or "<root>"))
+
+
+def _wording(error: jsonschema.ValidationError, path: str) -> str:
+    """kube-openapi's messages for one failed keyword (k8s.io/kube-openapi/pkg/validation/errors)."""
+    value, bound = error.instance, error.validator_value
+    shown = json.dumps(value)[:200] if isinstance(value, str | int | float | bool) or value is None else "object"
+    match error.validator:
+        case "type":
+            kinds = bound if isinstance(bound, str) else " or ".join(b for b in bound if b != "null")
+            return f"Invalid value: {json.dumps(_kind(value))}: {path} in body must be of type {kinds}: {shown}"
+        case "enum":
+            return f"Unsupported value: {shown}: supported values: " + ", ".join(json.dumps(v) for v in bound)
+        case "pattern":
+            return f"Invalid value: {shown}: {path} in body should match '{bound}'"
+        case "maxLength":
+            return f"Too long: may not be more than {bound} bytes"
+        case "minLength":
+            return f"Invalid value: {shown}: {path} in body should be at least {bound} chars long"
+        case "maxItems":
+            return f"Too many: {len(value)}: must have at most {bound} items"
+        case "minItems":
+            return f"Invalid value: {len(value)}: {path} in body should have at least {bound} items"
+        case "maxProperties":
+            return f"Too many: {len(value)}: must have at most {bound} items"
+        case "minimum":
+            return f"Invalid value: {shown}: {path} in body should be greater than or equal to {bound}"
+        case "maximum":
+            return f"Invalid value: {shown}: {path} in body should be less than or equal to {bound}"
+        case "exclusiveMinimum":
+            return f"Invalid value: {shown}: {path} in body should be greater than {bound}"
+        case "exclusiveMaximum":
+            return f"Invalid value: {shown}: {path} in body should be less than {bound}"
+        case "anyOf":  # int-or-string
+            return f"Invalid value: {json.dumps(_kind(value))}: {path} in body must be of type integer or string"
+    return f"Invalid value: {shown}: {error.message}"
+
+
+def _kind(value: Any) -> str:
+    """The JSON type name the API server reports for a value of the wrong type."""
+    for python, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array")):
+        if isinstance(value, python):
+            return name
+    return "object" if isinstance(value, dict) else "null"
 
 
 def _unexpected(error: jsonschema.ValidationError) -> list[str]:
@@ -201,9 +275,9 @@ class InvalidSpecError(ValueError):
         self.errors = errors
 
 
-def parse_deployment(obj: dict[str, Any]) -> SLMDeployment:
-    """Validate like the API server, then parse (with defaults) into the typed model."""
-    errors = validate_object(obj)
+def parse_deployment(obj: dict[str, Any], *, local: bool = False) -> SLMDeployment:
+    """Validate like the API server and the webhook, then parse (with defaults) into the typed model."""
+    errors = validate_object(obj, local=local)
     if errors:
         raise InvalidSpecError(errors)
     return SLMDeployment.model_validate(apply_defaults(obj, slm_validator().schema))

@@ -11,14 +11,13 @@ from typing import Any
 import jsonpatch
 import yaml
 
+from slm_operator.api.k8s_rules import dns1123_subdomain_errors
 from tests.harness.emulator.schema import ResourceDef
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
-
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 class ApiError(Exception):
@@ -41,16 +40,29 @@ class ApiError(Exception):
         }
 
 
+_CAUSE_REASONS = (
+    ("Required value", "FieldValueRequired"),
+    ("Unsupported value", "FieldValueNotSupported"),
+    ("Too long", "FieldValueTooLong"),
+    ("Too many", "FieldValueTooMany"),
+    ("Forbidden", "FieldValueForbidden"),
+    ("Internal error", "InternalError"),
+)
+
+
 def invalid(resource: ResourceDef, name: str, causes: list[str]) -> ApiError:
-    """422 Invalid, with one cause per field (`path: message`), as the API server words it."""
-    details = {
-        "name": name,
-        "group": resource.group,
-        "kind": resource.kind,
-        "causes": [{"reason": "FieldValueInvalid", "field": c.split(":", 1)[0], "message": c} for c in causes],
-    }
-    message = f'{resource.kind}.{resource.group} "{name}" is invalid: ' + "; ".join(causes)
+    """422 Invalid as kube-apiserver words it (apimachinery `errors.NewInvalid`, v1.33): one cause per
+    error with its field and reason, the message listing them all (`[a: x, b: y]` when several)."""
+    details = {"name": name, "group": resource.group, "kind": resource.kind, "causes": [_cause(c) for c in causes]}
+    listed = causes[0] if len(causes) == 1 else "[" + ", ".join(causes) + "]"
+    message = f'{resource.kind}.{resource.group} "{name}" is invalid: {listed}'
     return ApiError(422, "Invalid", message, details)
+
+
+def _cause(text: str) -> dict[str, str]:
+    field, _, message = text.partition(": ")
+    reason = next((r for prefix, r in _CAUSE_REASONS if message.startswith(prefix)), "FieldValueInvalid")
+    return {"reason": reason, "field": field, "message": message}
 
 
 def not_found(resource: ResourceDef, name: str) -> ApiError:
@@ -76,9 +88,17 @@ def now_rfc3339(now: datetime.datetime) -> str:
     return now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def name_causes(name: str) -> list[str]:
+    """ObjectMeta's name rule (a DNS-1123 subdomain), as 422 causes; empty when valid."""
+    if not name:
+        return ["metadata.name: Required value: name or generateName is required"]
+    return [f"metadata.name: Invalid value: {json.dumps(name)}: {e}" for e in dns1123_subdomain_errors(name)]
+
+
 def check_name(resource: ResourceDef, name: str) -> None:
-    if not name or len(name) > 253 or not _DNS_SUBDOMAIN.match(name):
-        raise invalid(resource, name or "", [f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain"])
+    causes = name_causes(name)
+    if causes:
+        raise invalid(resource, name or "", causes)
 
 
 def essence(obj: dict[str, Any]) -> dict[str, Any]:

@@ -87,7 +87,8 @@ class Store:
             meta["namespace"] = namespace
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:10]
-        o.check_name(resource, meta.get("name", ""))
+        if not meta.get("name"):
+            o.check_name(resource, "")
         if (resource.key, namespace, meta["name"]) in self.objects:
             raise o.ApiError(
                 409,
@@ -102,7 +103,7 @@ class Store:
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = o.now_rfc3339(self.clock())
         meta["generation"] = 1
-        obj = self._admit(resource, obj, strict_fields)
+        obj = self._admit(resource, obj, strict_fields, first=o.name_causes(meta["name"]))
         self._store(resource, "ADDED", obj)
         created = self.objects[(resource.key, namespace, meta["name"])]
         self._collect_if_orphaned(resource, created)
@@ -186,13 +187,24 @@ class Store:
     # ------------------------------------------------------------ internals
 
     def _admit(
-        self, resource: ResourceDef, obj: dict[str, Any], strict_fields: bool, old: dict[str, Any] | None = None
+        self,
+        resource: ResourceDef,
+        obj: dict[str, Any],
+        strict_fields: bool,
+        old: dict[str, Any] | None = None,
+        first: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Prune unknown fields, default, then validate: what the API server does before storing."""
+        """Prune unknown fields, default, then validate: what the API server does before storing. `first`:
+        errors found before (metadata.name), reported together with the schema's as the API server does."""
         name = obj.get("metadata", {}).get("name", "")
         obj, dropped = prune(obj, resource.schema)
         if dropped and strict_fields:
-            raise o.invalid(resource, name, [f'{path}: Invalid value: unknown field "{path}"' for path in dropped])
+            raise o.ApiError(  # kube-apiserver's strict decoding (v1.33): 400 before any validation
+                400,
+                "BadRequest",
+                f'{resource.kind} in version "{resource.version}" cannot be handled as a {resource.kind}: '
+                "strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in dropped),
+            )
         obj = apply_defaults(obj, resource.schema)
         if old is not None and {k: v for k, v in obj.items() if k != "metadata"} == {
             k: v for k, v in old.items() if k != "metadata"
@@ -202,6 +214,8 @@ class Store:
         if causes and old is not None:  # validation ratcheting (GA in 1.33): errors already there are kept
             known = {cause for validator in resource.validators for cause in validator(old)}
             causes = [cause for cause in causes if cause not in known]
+        first = first or []
+        causes = first + [cause for cause in causes if cause not in first]
         if causes:
             raise o.invalid(resource, name, causes)
         return obj

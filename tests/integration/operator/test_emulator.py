@@ -69,7 +69,7 @@ def test_validation_names_fields(k8s: kubernetes.client.CustomObjectsApi) -> Non
         k8s.create_namespaced_custom_object(*SLMD, bad)
     assert refused.value.status == 422
     causes = json.loads(refused.value.body)["details"]["causes"]
-    assert [c["field"] for c in causes] == ["spec.model.source"]
+    assert [c["field"] for c in causes] == ["spec.model.source", "spec.model.source"]  # CEL rule, webhook check
     rs = _rayservice("r")
     rs["spec"]["serveConfigV2"] = 5  # type: ignore[index]
     with pytest.raises(kubernetes.client.ApiException) as typed:
