@@ -320,6 +320,49 @@ class RolloutSpec(ApiModel):
 # ---------------------------------------------------------------- spec
 
 
+# ---------------------------------------------------------------- spec.network
+
+
+class LabelSelector(ApiModel):
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, max_length=16, description="Labels the selected objects all carry; empty selects all."
+    )
+
+
+class NetworkPeer(ApiModel):
+    """A NetworkPolicy peer: pods (podSelector), namespaces (namespaceSelector) or pods in namespaces (both)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("has(self.podSelector) || has(self.namespaceSelector)", "name podSelector, namespaceSelector or both"),
+        )
+    )
+
+    pod_selector: LabelSelector | None = Field(
+        default=None, description="Pods (in the SLMDeployment's namespace unless namespaceSelector is set)."
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None, description="Namespaces whose pods (all, or those podSelector picks) may connect."
+    )
+
+
+class NetworkSpec(ApiModel):
+    serving_from: list[NetworkPeer] | None = Field(
+        default=None,
+        max_length=16,
+        description="Who may reach the OpenAI port (8000). Unset: every pod of the SLMDeployment's namespace. "
+        "To admit an ingress controller, list its namespace, e.g. "
+        "{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}, "
+        "plus {podSelector: {}} to keep the namespace's own pods.",
+    )
+    metrics_from: list[NetworkPeer] | None = Field(
+        default=None,
+        max_length=16,
+        description="Who may scrape Ray's metrics port (8080), e.g. Prometheus's namespace. "
+        "Unset: every pod of the SLMDeployment's namespace. The operator may always.",
+    )
+
+
 class SLMDeploymentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -357,6 +400,10 @@ class SLMDeploymentSpec(ApiModel):
     )
     rollout: RolloutSpec = Field(
         default_factory=RolloutSpec, description="How a new revision is validated and given traffic."
+    )
+    network: NetworkSpec = Field(
+        default_factory=NetworkSpec,
+        description="Who may connect to the Ray pods (a NetworkPolicy the operator keeps per SLMDeployment).",
     )
 
 

@@ -16,6 +16,9 @@ import yaml
 from slm_operator import constants
 from slm_operator.api import models
 from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeployment
+from slm_operator.builder.credentials import credential_env
+from slm_operator.builder.pod_security import harden_cluster_config
+from slm_operator.builder.ray_auth import auth_options
 from slm_operator.builder.revisions import live_revisions
 from slm_operator.builder.serve_config import build_serve_config
 
@@ -66,7 +69,7 @@ def build_rayservice(deployment: SLMDeployment) -> dict[str, Any]:
         "metadata": metadata,
         "spec": {
             "serveConfigV2": yaml.safe_dump(serve_config.to_document(), sort_keys=False),
-            "rayClusterConfig": build_ray_cluster_config(deployment, revisions, labels),
+            "rayClusterConfig": harden_cluster_config(build_ray_cluster_config(deployment, revisions, labels), name),
         },
     }
 
@@ -75,8 +78,10 @@ def build_ray_cluster_config(
     deployment: SLMDeployment, revisions: list[RevisionStatus], labels: dict[str, str]
 ) -> dict[str, Any]:
     spec = deployment.spec
+    uid = deployment.metadata.get("uid")
     return {
         "rayVersion": spec.ray_version,
+        "authOptions": auth_options(str(deployment.metadata["name"]), str(uid) if uid else None),
         "enableInTreeAutoscaling": True,
         "autoscalerOptions": {"upscalingMode": "Default", "idleTimeoutSeconds": 60},
         "headGroupSpec": {
@@ -163,7 +168,7 @@ def _worker_pod_spec(deployment: SLMDeployment, template: RevisionTemplate) -> d
     }
     secret = spec.model.credentials_secret_ref
     if secret is not None:
-        container["envFrom"] = [{"secretRef": {"name": secret.name}}]
+        container["env"] = credential_env(secret.name, [template.model.source, *(a.source for a in template.adapters)])
     pod: dict[str, Any] = {"containers": [container]}
     claims = sorted(_pvc_claims(template))
     if claims:
