@@ -32,6 +32,8 @@ from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics
 from slm_operator.rollout.conditions import format_time, parse_time
 from slm_operator.rollout.decide import decide
 from slm_operator.rollout.working import Observation, RolloutSettings
+from slm_operator.security import Identity, dashboard_token, ensure_security_objects
+from slm_operator.security import forget as forget_security
 from slm_operator.serve_details import RevisionReplicas, fetch_serve_details, read_revisions
 from slm_operator.settings import OperatorSettings
 from slm_operator.status import (
@@ -105,6 +107,8 @@ class Reconciler:
     clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
     observers: dict[tuple[str, str], RolloutObserver] = field(default_factory=dict)
     validated: dict[tuple[str, str], tuple[tuple[str, int], list[FieldError]]] = field(default_factory=dict)
+    secured: set[Identity] = field(default_factory=set)
+    """SLMDeployments whose ServiceAccount and Ray token Secret exist (see `slm_operator.security`)."""
     """Validation errors per object and (uid, generation): the spec cannot change without a new generation."""
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
@@ -149,6 +153,7 @@ class Reconciler:
             settings=RolloutSettings(min_step_requests=self.settings.min_step_requests),
         )
         status = self._with_serving_details(decision.status, existing, namespace, name)
+        ensure_security_objects(self.api, self.settings, deployment, self.secured)
         self._apply(body, build_rayservice(deployment.model_copy(update={"status": status})), now)
         self._write_status(body, previous, status)
         self._carry_out(body, deployment, decision.actions, observer)
@@ -169,6 +174,7 @@ class Reconciler:
         """The SLMDeployment is gone: drop what was kept in memory for it."""
         self.observers.pop((namespace, name), None)
         self.validated.pop((namespace, name), None)
+        forget_security(self.secured, namespace, name)
         with self._locks_guard:
             self._locks.pop((namespace, name), None)
 
@@ -183,8 +189,8 @@ class Reconciler:
         revisions = [r.name for r in previous.revisions] if previous is not None else []
         observed = observe(existing)
         running = running_revisions(observed, revisions)
-        meta = deployment.metadata  # Serve is asked only once KubeRay reports it up: then it answers fast
-        replicas = self._serve_replicas(str(meta["namespace"]), str(meta["name"]), revisions) if running else None
+        # Serve is asked only once KubeRay reports it up: then it answers fast
+        replicas = self._serve_replicas(deployment, revisions) if running else None
         validation, live = observer.take()
         annotations = deployment.metadata.get("annotations")
         command = annotations.get(constants.ANNOTATION_ROLLOUT_COMMAND) if isinstance(annotations, dict) else None
@@ -200,18 +206,16 @@ class Reconciler:
             command=str(command) if command is not None else None,
         )
 
-    def _serve_replicas(self, namespace: str, name: str, revisions: list[str]) -> RevisionReplicas | None:
+    def _serve_replicas(self, deployment: SLMDeployment, revisions: list[str]) -> RevisionReplicas | None:
         """Replica counts from Serve's REST API on the RayService's head; None when it cannot be read
         (not up yet, network policy): the status then estimates them from application states."""
         template = self.settings.dashboard_url_template
         if not template or not revisions:
             return None
-        url = template.format(name=name, namespace=namespace)
+        url = template.format(name=deployment.metadata["name"], namespace=deployment.metadata["namespace"])
         try:
-            token = self.settings.dashboard_token
-            details = fetch_serve_details(
-                url, timeout_s=SERVE_DETAILS_TIMEOUT_S, token=token.get_secret_value() if token else None
-            )
+            token = dashboard_token(self.settings, deployment)
+            details = fetch_serve_details(url, timeout_s=SERVE_DETAILS_TIMEOUT_S, token=token)
         except (httpx.HTTPError, ValueError) as error:
             log.info("Serve details of %s unavailable (replicas estimated): %s", url, error)
             return None

@@ -35,8 +35,10 @@ NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 class ControlPeers:
     """Where the two operators that talk to a RayService's head run (from the operator's settings)."""
 
-    operator_namespace: str
+    operator_namespace: str = ""
+    """Empty: any namespace (the pod labels alone select)."""
     operator_pod_labels: dict[str, str] = field(default_factory=dict)
+    """Empty: the operator is not admitted (an empty selector would admit every pod)."""
     kuberay_namespace: str = ""
     kuberay_pod_labels: dict[str, str] = field(default_factory=dict)
 
@@ -50,17 +52,14 @@ def build_network_policy(deployment: SLMDeployment, peers: ControlPeers) -> dict
     name = str(deployment.metadata["name"])
     labels = owner_labels(name)
     network = deployment.spec.network
-    ingress: list[dict[str, Any]] = [
-        {"from": [{"podSelector": {"matchLabels": dict(labels)}}]},
-        {
-            "from": [_pods_in(peers.operator_namespace, peers.operator_pod_labels)],
-            "ports": _tcp(DASHBOARD_PORT, constants.SERVE_PORT, METRICS_PORT),
-        },
-    ]
-    if peers.kuberay_namespace:
-        ingress.append(
-            {"from": [_pods_in(peers.kuberay_namespace, peers.kuberay_pod_labels)], "ports": _tcp(DASHBOARD_PORT)}
-        )
+    ingress: list[dict[str, Any]] = [{"from": [{"podSelector": _selector(labels)}]}]
+    control = (
+        (peers.operator_namespace, peers.operator_pod_labels, (DASHBOARD_PORT, constants.SERVE_PORT, METRICS_PORT)),
+        (peers.kuberay_namespace, peers.kuberay_pod_labels, (DASHBOARD_PORT,)),
+    )
+    for peer_namespace, pod_labels, ports in control:
+        if pod_labels:  # without labels the peer would be every pod (of every namespace)
+            ingress.append({"from": [_pods_in(peer_namespace, pod_labels)], "ports": _tcp(*ports)})
     for configured, port in ((network.serving_from, constants.SERVE_PORT), (network.metrics_from, METRICS_PORT)):
         sources = _peers(configured)
         if sources:  # a rule with no `from` would admit every source: an empty list closes the port instead
@@ -69,22 +68,32 @@ def build_network_policy(deployment: SLMDeployment, peers: ControlPeers) -> dict
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": child_metadata(deployment, network_policy_name(name)),
-        "spec": {"podSelector": {"matchLabels": dict(labels)}, "policyTypes": ["Ingress"], "ingress": ingress},
+        "spec": {"podSelector": _selector(labels), "policyTypes": ["Ingress"], "ingress": ingress},
     }
 
 
 def _pods_in(namespace: str, pod_labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}},
-        "podSelector": {"matchLabels": dict(pod_labels)},
-    }
+    namespaces = _selector({NAMESPACE_NAME_LABEL: namespace} if namespace else {})
+    return {"namespaceSelector": namespaces, "podSelector": _selector(pod_labels)}
+
+
+def _selector(labels: dict[str, str]) -> dict[str, Any]:
+    """A label selector as the API server returns it (an empty matchLabels is omitted)."""
+    return {"matchLabels": dict(labels)} if labels else {}
 
 
 def _peers(configured: list[NetworkPeer] | None) -> list[dict[str, Any]]:
     """The user's peers; unset means every pod of the SLMDeployment's own namespace, empty means none."""
     if configured is None:
         return [{"podSelector": {}}]
-    return [peer.model_dump(mode="json", by_alias=True, exclude_none=True) for peer in configured]
+    return [
+        {
+            key: _selector(selector.match_labels)
+            for key, selector in (("podSelector", peer.pod_selector), ("namespaceSelector", peer.namespace_selector))
+            if selector is not None
+        }
+        for peer in configured
+    ]
 
 
 def _tcp(*ports: int) -> list[dict[str, Any]]:
