@@ -17,6 +17,7 @@ pins Helm's behaviour on the chart as checked in.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import re
@@ -53,6 +54,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "dashboard": {"dashboard": {"enabled": True, "namespace": "monitoring"}},
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "apiServer": {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [6443]},
+        },
+        "rayAuth": {"existingSecret": "my-ray-key"},
+        "kuberay": {"namespace": "ray-system"},
+    },
 }
 
 # Every permission the operator gets, per mode: (apiGroup, resource) -> verbs. Anything else fails.
@@ -64,6 +74,9 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "events"): {"create", "patch"},
     ("", "pods"): {"list"},
+    ("", "serviceaccounts"): {"get", "create"},
+    ("", "secrets"): {"create"},  # the Ray token Secret; never get/list/watch: no Secret is ever read
+    ("networking.k8s.io", "networkpolicies"): {"get", "create", "update"},
     ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
 }
 CLUSTER_PERMISSIONS: dict[tuple[str, str], set[str]] = {
@@ -249,8 +262,14 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
         "SLM_METRICS_PORT": "8080",
         "SLM_HEALTH_PORT": "8081",
         "SLM_LOG_FORMAT": "json",
+        "SLM_RAY_TOKEN_KEY": {"secretKeyRef": {"name": "slm-slm-operator-ray-token-key", "key": "key"}},
+        "SLM_OPERATOR_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "SLM_OPERATOR_POD_LABELS": "app.kubernetes.io/instance=slm,app.kubernetes.io/name=slm-operator",
+        "SLM_KUBERAY_NAMESPACE": "",
+        "SLM_KUBERAY_POD_LABELS": "app.kubernetes.io/name=kuberay-operator",
         "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
     }
+    assert not of_kind(documents, "NetworkPolicy")  # the operator's own policy is opt-in
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -414,3 +433,33 @@ def test_dashboard_metrics_exist_in_the_code(rendered: dict[str, list[dict[str, 
             missing.append(name)
     assert len(names) >= 8
     assert not missing, f"the dashboard queries metrics nothing defines: {missing}"
+
+
+def test_ray_token_key_secret_is_generated_unless_one_is_named(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    (secret,) = of_kind(rendered["default"], "Secret")
+    assert secret["metadata"]["name"] == "slm-slm-operator-ray-token-key"
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # survives uninstall/upgrade
+    assert len(base64.b64decode(secret["data"]["key"])) == 64
+    documents = rendered["network-policy"]
+    assert not of_kind(documents, "Secret")
+    assert env_of(documents)["SLM_RAY_TOKEN_KEY"] == {"secretKeyRef": {"name": "my-ray-key", "key": "key"}}
+    assert env_of(documents)["SLM_KUBERAY_NAMESPACE"] == "ray-system"
+
+
+def test_operator_network_policy_admits_only_what_the_operator_needs(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    documents = rendered["network-policy"]
+    policy = only(documents, "NetworkPolicy")
+    pod_labels = only(documents, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    ingress_ports = sorted(p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"])
+    assert ingress_ports == [8080, 8081]
+    metrics_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 8080)
+    assert metrics_rule["from"] == VALUE_SETS["network-policy"]["networkPolicy"]["metricsFrom"]
+    egress = {tuple(sorted(p["port"] for p in rule["ports"])): rule.get("to") for rule in policy["spec"]["egress"]}
+    assert egress[(53, 53)] is None  # DNS
+    assert egress[(6443,)] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]  # the API server only
+    (ray_pods,) = egress[(8000, 8080, 8265)]
+    assert ray_pods["podSelector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "slm-operator"}}
