@@ -75,13 +75,20 @@ def build_api_client(settings: OperatorSettings) -> kubernetes.client.ApiClient:
     return kubernetes.client.ApiClient(config)
 
 
+def _raw(body: dict[str, Any]) -> Any:
+    """A JSON body for the typed core/networking clients, which send a dict as it is."""
+    return body
+
+
 class KubeApi:
-    """SLMDeployments and their RayServices (and the IPs of those RayServices' pods), nothing else."""
+    """SLMDeployments and what they own (RayService, NetworkPolicy, the Ray pods' ServiceAccount, the
+    Ray token Secret), and the IPs of their Ray pods; nothing else. Secrets are only ever created."""
 
     def __init__(self, client: kubernetes.client.ApiClient, settings: OperatorSettings) -> None:
         self._client = client
         self._core = kubernetes.client.CoreV1Api(client)
         self._objects = kubernetes.client.CustomObjectsApi(client)
+        self._networking = kubernetes.client.NetworkingV1Api(client)
         self._timeout = settings.request_timeout_seconds
         self._manager = settings.field_manager
 
@@ -193,4 +200,61 @@ class KubeApi:
             pod["status"]["podIP"]
             for pod in answer.get("items") or []
             if (pod.get("status") or {}).get("phase") == "Running" and (pod.get("status") or {}).get("podIP")
+        )
+
+    def _plain(self, call: Callable[[], object]) -> dict[str, Any]:
+        """A typed-client call's answer as the JSON dict the API server sent."""
+        return translate(lambda: self._client.sanitize_for_serialization(call()))  # type: ignore[no-untyped-call]
+
+    def get_service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(
+                lambda: self._core.read_namespaced_service_account(name, namespace, _request_timeout=self._timeout)
+            )
+        except NotFoundError:
+            return None
+
+    def create_service_account(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._plain(
+            lambda: self._core.create_namespaced_service_account(
+                body["metadata"]["namespace"], _raw(body), field_manager=self._manager, _request_timeout=self._timeout
+            )
+        )
+
+    def create_secret(self, body: dict[str, Any]) -> bool:
+        """Create a Secret; False when one of that name exists already. Nothing of the answer is kept:
+        the operator may create Secrets but never read them."""
+        namespace = body["metadata"]["namespace"]
+        try:
+            translate(  # `translate` keeps only dict answers: the typed Secret object is dropped
+                lambda: self._core.create_namespaced_secret(
+                    namespace, _raw(body), field_manager=self._manager, _request_timeout=self._timeout
+                )
+            )
+        except ConflictError:
+            return False
+        return True
+
+    def get_network_policy(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._plain(
+                lambda: self._networking.read_namespaced_network_policy(name, namespace, _request_timeout=self._timeout)
+            )
+        except NotFoundError:
+            return None
+
+    def create_network_policy(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._plain(
+            lambda: self._networking.create_namespaced_network_policy(
+                body["metadata"]["namespace"], _raw(body), field_manager=self._manager, _request_timeout=self._timeout
+            )
+        )
+
+    def replace_network_policy(self, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT with `metadata.resourceVersion`: fails with ConflictError if someone wrote in between."""
+        meta = body["metadata"]
+        return self._plain(
+            lambda: self._networking.replace_namespaced_network_policy(
+                meta["name"], meta["namespace"], _raw(body), field_manager=self._manager, _request_timeout=self._timeout
+            )
         )

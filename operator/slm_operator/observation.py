@@ -14,6 +14,7 @@ from slm_operator.observer import RolloutObserver
 from slm_operator.rollout.conditions import parse_time
 from slm_operator.rollout.working import Observation
 from slm_operator.routes import is_routes_settled
+from slm_operator.security import dashboard_token
 from slm_operator.settings import OperatorSettings
 from slm_operator.status import ServeObservation, estimate_ready_replicas, observe, running_revisions
 from slm_serving.config import ROUTER_APP_NAME
@@ -33,9 +34,8 @@ def gather_observation(
     meta = deployment.metadata
     template = settings.dashboard_url_template
     if running and template:  # Serve is asked only once KubeRay reports it up
-        token = settings.dashboard_token
         url = template.format(name=meta["name"], namespace=meta["namespace"])
-        observer.refresh_replicas(url, token.get_secret_value() if token else None, revisions)
+        observer.refresh_replicas(url, dashboard_token(settings, deployment), revisions)
     replicas = observer.replicas(revisions) if running and template else None
     validation, live = observer.take()
     annotations = meta.get("annotations")

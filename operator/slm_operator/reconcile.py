@@ -36,6 +36,8 @@ from slm_operator.rollout.actions import RecordQuality
 from slm_operator.rollout.conditions import format_time, set_condition
 from slm_operator.rollout.decide import decide
 from slm_operator.rollout.working import RolloutSettings
+from slm_operator.security import Identity, ensure_security_objects
+from slm_operator.security import forget as forget_security
 from slm_operator.settings import OperatorSettings
 from slm_operator.status import build_invalid_status, failure_message, observe, status_document
 
@@ -86,6 +88,8 @@ class Reconciler:
     validated: dict[Key, tuple[tuple[str, int], list[FieldError]]] = field(default_factory=dict)
     """Validation errors per object and (uid, generation): the spec cannot change without a new generation."""
     backoffs: dict[Key, Backoff] = field(default_factory=dict)
+    secured: set[Identity] = field(default_factory=set)
+    """SLMDeployments whose ServiceAccount and Ray token Secret exist (see `slm_operator.security`)."""
     _locks: dict[Key, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     _wakers: concurrent.futures.ThreadPoolExecutor = field(
@@ -133,6 +137,7 @@ class Reconciler:
         cluster = plan_deployment_cluster(deployment, decision.status, existing, now=now, generation=generation)
         status = _with_serving_details(cluster.status, existing, *key)
         # apply
+        ensure_security_objects(self.api, self.settings, deployment, self.secured)
         try:
             written = ensure_rayservice(
                 self.api,
@@ -290,6 +295,7 @@ class Reconciler:
             observer.cancel()
         self.validated.pop(key, None)
         self.backoffs.pop(key, None)
+        forget_security(self.secured, namespace, name)
 
     def close(self) -> None:
         """Stop every probe and the threads passes run on after a probe result."""

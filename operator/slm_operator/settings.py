@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from slm_operator.builder.network_policy import ControlPeers
 from slm_operator.probes import VALIDATION_DEADLINE_S
 from slm_operator.rollout.working import DEFAULT_MIN_STEP_REQUESTS
 from slm_operator.routes import DEFAULT_ROUTES_SETTLE_SECONDS
+
+LABELS_PATTERN = r"^[^=,\s]+=[^=,\s]*(,[^=,\s]+=[^=,\s]*)*$"
+"""At least one `key=value`: an empty pod selector would admit every pod."""
 
 
 class OperatorSettings(BaseSettings):
@@ -76,8 +81,29 @@ class OperatorSettings(BaseSettings):
     )
     dashboard_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for the Ray dashboard where Ray's token authentication is on "
-        "(RAY_AUTH_MODE=token); set it from a Secret.",
+        description="One bearer token for every RayService's dashboard, for Ray clusters whose token the user "
+        "manages; unset: each SLMDeployment's own token (derived from ray_token_key).",
+    )
+    ray_token_key: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_hex(32)),
+        description="Key from which each SLMDeployment's Ray token is derived (HMAC); set it from a Secret. "
+        "Unset: a random key per process, so tokens written by an earlier operator process no longer match.",
+    )
+    operator_namespace: str = Field(
+        default="", description="Namespace of the operator's pods (NetworkPolicies admit them); empty: any."
+    )
+    operator_pod_labels: str = Field(
+        pattern=LABELS_PATTERN,
+        default="app.kubernetes.io/name=slm-operator",
+        description="Comma-separated key=value labels of the operator's pods, for the RayServices' NetworkPolicies.",
+    )
+    kuberay_namespace: str = Field(
+        default="", description="Namespace of the KubeRay operator (admitted to the Ray dashboards); empty: any."
+    )
+    kuberay_pod_labels: str = Field(
+        pattern=LABELS_PATTERN,
+        default="app.kubernetes.io/name=kuberay-operator",
+        description="Comma-separated key=value labels of the KubeRay operator's pods.",
     )
     replicas_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often an autoscaled SLMDeployment's replica counts are refreshed."
@@ -110,9 +136,25 @@ class OperatorSettings(BaseSettings):
     )
 
     @property
+    def control_peers(self) -> ControlPeers:
+        """Who, besides its own pods, may reach a RayService's dashboard (the two operators)."""
+        return ControlPeers(
+            operator_namespace=self.operator_namespace,
+            operator_pod_labels=_labels(self.operator_pod_labels),
+            kuberay_namespace=self.kuberay_namespace,
+            kuberay_pod_labels=_labels(self.kuberay_pod_labels),
+        )
+
+    @property
     def namespace_list(self) -> list[str]:
         return [ns.strip() for ns in self.namespaces.split(",") if ns.strip()]
 
     @property
     def clusterwide(self) -> bool:
         return not self.namespace_list
+
+
+def _labels(text: str) -> dict[str, str]:
+    """`a=b,c=d` → {"a": "b", "c": "d"}."""
+    pairs = (item.split("=", 1) for item in text.split(",") if item.strip())
+    return {key.strip(): value.strip() for key, value in pairs}

@@ -26,6 +26,15 @@ app.kubernetes.io/name: {{ include "slm-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The selector labels as `key=value,…` (SLM_OPERATOR_POD_LABELS). */}}
+{{- define "slm-operator.selectorLabelsCsv" -}}
+{{- $pairs := list }}
+{{- range $key, $value := include "slm-operator.selectorLabels" . | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{- define "slm-operator.labels" -}}
 helm.sh/chart: {{ include "slm-operator.chart" . }}
 {{ include "slm-operator.selectorLabels" . }}
@@ -79,6 +88,23 @@ the operator owns the RayServices it builds; kopf and the operator post Events.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# What fences each RayService (docs/security.md): the Ray pods' ServiceAccount (read to refuse a
+# foreign one of the same name), the Ray token Secret (create only: the operator derives the token
+# and never reads a Secret) and the NetworkPolicy.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "update"]
+{{- end }}
+
+{{/* The Secret holding the Ray token key. */}}
+{{- define "slm-operator.rayTokenKeySecret" -}}
+{{- default (printf "%s-ray-token-key" (include "slm-operator.fullname" .)) .Values.rayAuth.existingSecret }}
 {{- end }}
 
 {{/* kopf peering: the replicas announce themselves in the peering object's status (patch). */}}

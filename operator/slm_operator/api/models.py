@@ -359,6 +359,49 @@ class ClusterUpgradeSpec(ApiModel):
 # ---------------------------------------------------------------- spec
 
 
+# ---------------------------------------------------------------- spec.network
+
+
+class LabelSelector(ApiModel):
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, max_length=16, description="Labels the selected objects all carry; empty selects all."
+    )
+
+
+class NetworkPeer(ApiModel):
+    """A NetworkPolicy peer: pods (podSelector), namespaces (namespaceSelector) or pods in namespaces (both)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            ("has(self.podSelector) || has(self.namespaceSelector)", "name podSelector, namespaceSelector or both"),
+        )
+    )
+
+    pod_selector: LabelSelector | None = Field(
+        default=None, description="Pods (in the SLMDeployment's namespace unless namespaceSelector is set)."
+    )
+    namespace_selector: LabelSelector | None = Field(
+        default=None, description="Namespaces whose pods (all, or those podSelector picks) may connect."
+    )
+
+
+class NetworkSpec(ApiModel):
+    serving_from: list[NetworkPeer] | None = Field(
+        default=None,
+        max_length=16,
+        description="Who may reach the OpenAI port (8000). Unset: every pod of the SLMDeployment's namespace. "
+        "To admit an ingress controller, list its namespace, e.g. "
+        "{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}, "
+        "plus {podSelector: {}} to keep the namespace's own pods.",
+    )
+    metrics_from: list[NetworkPeer] | None = Field(
+        default=None,
+        max_length=16,
+        description="Who may scrape Ray's metrics port (8080), e.g. Prometheus's namespace. "
+        "Unset: every pod of the SLMDeployment's namespace. The operator may always.",
+    )
+
+
 class SLMDeploymentSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -404,6 +447,10 @@ class SLMDeploymentSpec(ApiModel):
     cluster_upgrade: ClusterUpgradeSpec = Field(
         default_factory=ClusterUpgradeSpec,
         description="Changes only a new Ray cluster can apply (rayImage, rayVersion): whether they wait for approval.",
+    )
+    network: NetworkSpec = Field(
+        default_factory=NetworkSpec,
+        description="Who may connect to the Ray pods (a NetworkPolicy the operator keeps per SLMDeployment).",
     )
 
 
@@ -499,7 +546,10 @@ class WorkerPodSettings(ApiModel):
     pvc_claims: list[str] = Field(default_factory=list, description="PersistentVolumeClaims mounted read-only.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods must match.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of the pods.")
-    credentials_secret: str | None = Field(default=None, description="Secret whose keys become environment variables.")
+    credentials_secret: str | None = Field(default=None, description="Secret the credential keys are read from.")
+    credential_keys: list[str] = Field(
+        default_factory=list, description="Keys of that Secret the pods get (those the model sources' loaders read)."
+    )
 
 
 class WorkerGroupStatus(ApiModel):

@@ -17,6 +17,8 @@ from slm_operator import constants
 from slm_operator.api import models
 from slm_operator.api.models import ClusterStatus, RevisionStatus, SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.builder.cluster_change import UPGRADE_NEW_CLUSTER
+from slm_operator.builder.pod_security import harden_cluster_config
+from slm_operator.builder.ray_auth import auth_options
 from slm_operator.builder.revisions import live_revisions
 from slm_operator.builder.serve_config import build_serve_config
 from slm_operator.builder.worker_groups import build_worker_group, group_of, grow_worker_groups
@@ -68,7 +70,13 @@ def build_rayservice(deployment: SLMDeployment) -> dict[str, Any]:
             # upgrade into a silently ignored change.
             "upgradeStrategy": {"type": UPGRADE_NEW_CLUSTER},
             "serveConfigV2": yaml.safe_dump(serve_config.to_document(), sort_keys=False),
-            "rayClusterConfig": build_ray_cluster_config(spec, cluster, revisions, labels),
+            "rayClusterConfig": harden_cluster_config(
+                {
+                    **build_ray_cluster_config(spec, cluster, revisions, labels),
+                    "authOptions": auth_options(name, str(meta["uid"]) if meta.get("uid") else None),
+                },
+                name,
+            ),
         },
     }
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from slm_operator import constants
 from slm_operator.api.models import RevisionStatus, RevisionTemplate, WorkerGroupStatus, WorkerPodSettings
+from slm_operator.builder.credentials import credential_env, credential_keys
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 """Node label set by NVIDIA GPU Feature Discovery; resources.acceleratorType selects on it."""
@@ -38,6 +39,9 @@ def worker_pod_settings(template: RevisionTemplate) -> WorkerPodSettings:
         node_selector=template.node_selector,
         tolerations=template.tolerations,
         credentials_secret=secret.name if secret is not None else None,
+        credential_keys=credential_keys([template.model.source, *(a.source for a in template.adapters)])
+        if secret is not None
+        else [],
     )
 
 
@@ -51,7 +55,9 @@ def worker_group_name(pod: WorkerPodSettings) -> str:
         "memory": str(pod.memory),
         "pvcs": list(pod.pvc_claims),
     }
-    extra = pod.model_dump(mode="json", by_alias=True, include={"node_selector", "tolerations", "credentials_secret"})
+    extra = pod.model_dump(
+        mode="json", by_alias=True, include={"node_selector", "tolerations", "credentials_secret", "credential_keys"}
+    )
     shape.update({k: v for k, v in extra.items() if v})
     digest = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:8]
     return f"{'gpu' if pod.gpus else 'cpu'}-{digest}"
@@ -100,7 +106,7 @@ def build_worker_pod(pod: WorkerPodSettings, image: str) -> dict[str, Any]:
         "resources": {"requests": dict(resources), "limits": dict(resources)},
     }
     if pod.credentials_secret is not None:
-        container["envFrom"] = [{"secretRef": {"name": pod.credentials_secret}}]
+        container["env"] = credential_env(pod.credentials_secret, pod.credential_keys)
     spec: dict[str, Any] = {"containers": [container]}
     if pod.pvc_claims:
         container["volumeMounts"] = [

@@ -21,6 +21,7 @@ import kmock
 
 from tests.harness.emulator import faults as f
 from tests.harness.emulator import objects as o
+from tests.harness.emulator.builtin import BUILTIN_KINDS
 from tests.harness.emulator.schema import ResourceDef
 from tests.harness.emulator.store import Store, Watcher
 
@@ -47,6 +48,8 @@ class ApiServerEmulator(kmock.KubernetesScaffold):
         self.register(NAMESPACE)
         self.register(EVENT)
         self.register(POD)
+        for kind in BUILTIN_KINDS:
+            self.register(kind)
         for name in sorted(self.store.namespaces):
             self.add_namespace(name)
 

@@ -253,7 +253,10 @@ def test_worker_groups_per_pod_settings_with_fixed_bounds() -> None:
     pod = group["template"]["spec"]
     (container,) = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert container["envFrom"] == [{"secretRef": {"name": "hf-token"}}]
+    assert "envFrom" not in container  # only the key an hf:// source needs, not the whole Secret
+    assert container["env"] == [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN", "optional": True}}}
+    ]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 

@@ -14,6 +14,7 @@ client-side render.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import re
@@ -55,6 +56,15 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "webhook": {"enabled": True, "certificates": "certManager"},
         "operator": {"watchNamespaces": ["team-a"]},
     },
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "apiServer": {"to": [{"ipBlock": {"cidr": "10.0.0.1/32"}}], "ports": [6443]},
+        },
+        "rayAuth": {"existingSecret": "my-ray-key"},
+        "kuberay": {"namespace": "ray-system"},
+    },
 }
 
 # Every permission the operator gets, per mode: (apiGroup, resource) -> verbs. Anything else fails.
@@ -66,6 +76,9 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "events"): {"create", "patch"},
     ("", "pods"): {"list"},
+    ("", "serviceaccounts"): {"get", "create"},
+    ("", "secrets"): {"create"},  # the Ray token Secret; never get/list/watch: no Secret is ever read
+    ("networking.k8s.io", "networkpolicies"): {"get", "create", "update"},
     ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
 }
 CLUSTER_PERMISSIONS: dict[tuple[str, str], set[str]] = {
@@ -241,8 +254,14 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
         "SLM_METRICS_PORT": "8080",
         "SLM_HEALTH_PORT": "8081",
         "SLM_LOG_FORMAT": "json",
+        "SLM_RAY_TOKEN_KEY": {"secretKeyRef": {"name": "slm-slm-operator-ray-token-key", "key": "key"}},
+        "SLM_OPERATOR_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        "SLM_OPERATOR_POD_LABELS": "app.kubernetes.io/instance=slm,app.kubernetes.io/name=slm-operator",
+        "SLM_KUBERAY_NAMESPACE": "",
+        "SLM_KUBERAY_POD_LABELS": "app.kubernetes.io/name=kuberay-operator",
         "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
     }
+    assert not of_kind(documents, "NetworkPolicy")  # the operator's own policy is opt-in
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -448,7 +467,7 @@ def test_helm_made_certificate_is_trusted_by_the_webhook_configuration(
     documents = rendered["webhook"]
     [webhook] = only(documents, "ValidatingWebhookConfiguration")["webhooks"]
     ca = x509.load_pem_x509_certificate(base64.b64decode(webhook["clientConfig"]["caBundle"]))
-    secret = only(documents, "Secret")
+    secret = next(s for s in of_kind(documents, "Secret") if s["metadata"]["name"].endswith("-tls"))
     served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
     served.verify_directly_issued_by(ca)
     names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
@@ -466,6 +485,38 @@ def test_cert_manager_mode_injects_the_ca(rendered: dict[str, list[dict[str, Any
     )
     assert "caBundle" not in configuration["webhooks"][0]["clientConfig"]
     assert only(documents, "Issuer")["spec"] == {"selfSigned": {}}
-    assert not of_kind(documents, "Secret")  # cert-manager writes it
+    assert not [
+        s for s in of_kind(documents, "Secret") if s["metadata"]["name"].endswith("-tls")
+    ]  # cert-manager writes it
     selector = configuration["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
     assert selector["values"] == ["team-a"]  # only the watched namespaces are sent to the webhook
+
+
+def test_ray_token_key_secret_is_generated_unless_one_is_named(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    (secret,) = of_kind(rendered["default"], "Secret")
+    assert secret["metadata"]["name"] == "slm-slm-operator-ray-token-key"
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # survives uninstall/upgrade
+    assert len(base64.b64decode(secret["data"]["key"])) == 64
+    documents = rendered["network-policy"]
+    assert not of_kind(documents, "Secret")
+    assert env_of(documents)["SLM_RAY_TOKEN_KEY"] == {"secretKeyRef": {"name": "my-ray-key", "key": "key"}}
+    assert env_of(documents)["SLM_KUBERAY_NAMESPACE"] == "ray-system"
+
+
+def test_operator_network_policy_admits_only_what_the_operator_needs(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    documents = rendered["network-policy"]
+    policy = only(documents, "NetworkPolicy")
+    pod_labels = only(documents, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    ingress_ports = sorted(p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"])
+    assert ingress_ports == [8080, 8081]
+    metrics_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 8080)
+    assert metrics_rule["from"] == VALUE_SETS["network-policy"]["networkPolicy"]["metricsFrom"]
+    egress = {tuple(sorted(p["port"] for p in rule["ports"])): rule.get("to") for rule in policy["spec"]["egress"]}
+    assert egress[(53, 53)] is None  # DNS
+    assert egress[(6443,)] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]  # the API server only
+    (ray_pods,) = egress[(8000, 8080, 8265)]
+    assert ray_pods["podSelector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "slm-operator"}}
