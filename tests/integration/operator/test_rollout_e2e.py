@@ -61,8 +61,16 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
     with KubeRayStandIn(k8s, local, "tiny") as kuberay:
         with operator_in_thread(settings):
             k8s.create_namespaced_custom_object(*SLMD, tiny())
-            ready = wait_for(lambda: (o := slmd(k8s)).get("status", {}).get("phase") == "Ready" and o, ROLLOUT_TIMEOUT)
-            # Replica counts come from Serve's REST API on the head (the dashboard), per revision.
+            # Replica counts come from Serve's REST API on the head (the dashboard), per revision, read in
+            # the background: they reach the status on the pass after the first Ready.
+            ready = wait_for(
+                lambda: (
+                    (o := slmd(k8s)).get("status", {}).get("phase") == "Ready"
+                    and all(r.get("desiredReplicas") is not None for r in o["status"]["revisions"])
+                    and o
+                ),
+                ROLLOUT_TIMEOUT,
+            )
             (serving,) = ready["status"]["revisions"]
             assert (serving["readyReplicas"], serving.get("desiredReplicas")) == (1, 1), serving
             first = ready["status"]["stableRevision"]
