@@ -168,7 +168,7 @@ class EmbeddedRollout:
         if isinstance(action, RunValidation):
             self.observer.run_validation(self.local.url, self.spec, action)
         elif isinstance(action, ObserveMetrics):
-            self.observer.observe_live([self.local.metrics_url], action)
+            self.observer.observe_live(self.local.url, action)
         elif isinstance(action, EmitEvent):
             self._emit(action.type, action.reason, action.message)
         elif isinstance(action, RecordQuality):

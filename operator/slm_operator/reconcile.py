@@ -23,7 +23,7 @@ from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import Phase, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import FieldError, apply_defaults, validate_object
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
-from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError
+from slm_operator.kube import ConflictError, KubeApi, NotFoundError
 from slm_operator.metrics import OperatorMetrics
 from slm_operator.observer import RolloutObserver
 from slm_operator.probes import POD_IP_FIELD, expand_metrics_urls
@@ -256,17 +256,17 @@ class Reconciler:
     ) -> None:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
+        router = self.settings.router_url_template.format(name=name, namespace=namespace)
         for action in actions:
             if isinstance(action, EmitEvent):
                 self.emit(body, action.type, action.reason, action.message)
             elif isinstance(action, RunValidation):
-                router = self.settings.router_url_template.format(name=name, namespace=namespace)
                 observer.run_validation(router, deployment.spec, action)
             elif isinstance(action, ObserveMetrics):
                 try:
-                    observer.observe_live(self._metrics_urls(namespace, name), action)
-                except (httpx.HTTPError, KubeError) as error:  # judged on a later pass (a 403: see the RBAC)
-                    log.info("metrics of %s/%s unavailable: %s", namespace, name, error)
+                    observer.observe_live(router, action)
+                except (httpx.HTTPError, ValueError) as error:  # judged on a later pass
+                    log.info("router samples of %s/%s unavailable: %s", namespace, name, error)
             elif isinstance(action, RecordQuality):
                 self.metrics.record_quality(namespace, name, action.revision, action.pass_rate)
             elif isinstance(action, ClearCommand):
