@@ -26,6 +26,7 @@ from rich.console import Console
 from slm_operator.api.models import SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.api.validation import InvalidSpecError, parse_deployment
 from slm_operator.builder.serve_config import build_serve_config
+from slm_operator.canary_pin import PinKey
 from slm_operator.observer import RolloutObserver
 from slm_operator.rollout.actions import (
     Action,
@@ -79,6 +80,8 @@ class EmbeddedRollout:
     _applied_at: float = 0.0
     _last_error: str | None = None
     observer: RolloutObserver = field(default_factory=RolloutObserver)
+    pin_key: PinKey = field(default_factory=PinKey.random)
+    """This process's key for the canary pin token (one process: no need to keep it)."""
 
     def reload(self) -> bool:
         """Re-read the file; a changed spec is a new generation. Invalid edits are reported and ignored."""
@@ -158,7 +161,8 @@ class EmbeddedRollout:
         assert self.spec is not None and self.status is not None
         wanted = _weights(self.status)
         if wanted != self._applied and self.status.revisions:
-            self.local.apply(build_serve_config(self.spec, self.status), wait=False)
+            config = build_serve_config(self.spec, self.status, pin_digest=self.pin_key.digest(*self._pin_identity()))
+            self.local.apply(config, wait=False)
             self._applied, self._applied_at = wanted, time.monotonic()
 
     def _carry_out(self, action: Action) -> None:
@@ -166,7 +170,8 @@ class EmbeddedRollout:
         if isinstance(action, ApplyRevisions):
             return  # done by _converge, which also covers restarts and missed passes
         if isinstance(action, RunValidation):
-            self.observer.run_validation(self.local.url, self.spec, action)
+            token = self.pin_key.token(*self._pin_identity())
+            self.observer.run_validation(self.local.url, self.spec, action, pin_token=token)
         elif isinstance(action, ObserveMetrics):
             self.observer.observe_live([self.local.metrics_url], action)
         elif isinstance(action, EmitEvent):
@@ -181,6 +186,9 @@ class EmbeddedRollout:
         elif isinstance(action, ClearCommand):
             return  # no command annotation locally
 
+    def _pin_identity(self) -> tuple[str, str, str]:
+        return ("local", str(self.path), "")
+
     def _emit(self, kind: str, reason: str, message: str) -> None:
         event = LocalEvent(datetime.now(UTC), kind, reason, message)
         self.events.append(event)
@@ -188,7 +196,9 @@ class EmbeddedRollout:
 
 
 def fit_to_machine(spec: SLMDeploymentSpec, *, has_gpu: bool) -> SLMDeploymentSpec:
-    """Without a GPU, replicas run on vLLM's CPU backend whatever the spec asks for."""
+    """Without a GPU, replicas run on vLLM's CPU backend whatever the spec asks for. Every answer names
+    the revision that served it (the local server listens on 127.0.0.1 only: its one user may know)."""
+    spec = spec.model_copy(update={"router": spec.router.model_copy(update={"expose_revision": True})})
     if has_gpu or spec.resources.gpus_per_replica == 0:
         return spec
     return spec.model_copy(update={"resources": spec.resources.model_copy(update={"gpus_per_replica": 0})})

@@ -28,8 +28,11 @@ class RolloutObserver:
         self.validation = self.live = None
         return taken
 
-    def run_validation(self, router_url: str, spec: SLMDeploymentSpec, action: RunValidation) -> None:
-        """Golden prompts through the router, pinned to the revision (and its baseline)."""
+    def run_validation(
+        self, router_url: str, spec: SLMDeploymentSpec, action: RunValidation, *, pin_token: str
+    ) -> None:
+        """Golden prompts through the router, pinned to the revision (and its baseline) with the
+        deployment's pin token (`slm_serving.pins`)."""
         self.validation = asyncio.run(
             run_validation(
                 router_url,
@@ -37,6 +40,7 @@ class RolloutObserver:
                 spec.model.served_model_name,
                 action.revision,
                 action.baseline,
+                pin_token=pin_token,
             )
         )
 

@@ -2,7 +2,8 @@
 
 Both shells (the kopf operator in a cluster, `slm serve` on one machine) use these, so validation
 means the same thing everywhere: streamed OpenAI requests through the router, pinned with the
-`x-slm-revision` header, timed to the first token and to the end.
+`x-slm-revision` header and the deployment's pin token (`slm_serving.pins`: without it the router
+ignores the pin), timed to the first token and to the end.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from slm_operator.api.models import GoldenPrompt
 from slm_operator.rollout.gate import PromptOutcome, RevisionMetrics, ValidationRun
-from slm_serving.config import REVISION_HEADER
+from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER
 
 PROMPT_TIMEOUT_S = 120.0
 METRIC_PREFIX = "ray_slm_router_"
@@ -27,7 +28,7 @@ METRIC_PREFIX = "ray_slm_router_"
 
 
 async def send_golden_prompt(
-    client: httpx.AsyncClient, prompt: GoldenPrompt, model: str, revision: str
+    client: httpx.AsyncClient, prompt: GoldenPrompt, model: str, revision: str, pin_token: str
 ) -> PromptOutcome:
     """One golden prompt, streamed, pinned to `revision`; never raises for transport or HTTP errors."""
     if prompt.messages is not None:
@@ -41,11 +42,18 @@ async def send_golden_prompt(
     pieces: list[str] = []
     try:
         async with client.stream(
-            "POST", path, json=body, headers={REVISION_HEADER: revision}, timeout=PROMPT_TIMEOUT_S
+            "POST",
+            path,
+            json=body,
+            headers={REVISION_HEADER: revision, PIN_PROOF_HEADER: pin_token},
+            timeout=PROMPT_TIMEOUT_S,
         ) as response:
             if response.status_code != 200:
                 detail = (await response.aread()).decode(errors="replace")[:300]
                 return PromptOutcome(prompt.name, error=f"HTTP {response.status_code}: {detail}")
+            served = response.headers.get(REVISION_HEADER)
+            if served != revision:  # never judge one revision by another's answers
+                return PromptOutcome(prompt.name, error=f"the pin was not honoured (served by {served or 'unknown'})")
             async for line in response.aiter_lines():
                 text = _chunk_text(line)
                 if text and first_token is None:
@@ -82,6 +90,7 @@ async def run_validation(
     revision: str,
     baseline: str | None,
     *,
+    pin_token: str,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ValidationRun:
     """The canary's answers and, for comparison, the stable revision's.
@@ -94,13 +103,13 @@ async def run_validation(
     async with httpx.AsyncClient(base_url=base_url, transport=transport) as client:
         if prompts:
             for name in revisions:
-                await send_golden_prompt(client, prompts[0], model, name)
+                await send_golden_prompt(client, prompts[0], model, name, pin_token)
         outcomes: list[PromptOutcome] = []
         reference: list[PromptOutcome] = []
         for prompt in prompts:
-            outcomes.append(await send_golden_prompt(client, prompt, model, revision))
+            outcomes.append(await send_golden_prompt(client, prompt, model, revision, pin_token))
             if baseline is not None:
-                reference.append(await send_golden_prompt(client, prompt, model, baseline))
+                reference.append(await send_golden_prompt(client, prompt, model, baseline, pin_token))
     return ValidationRun(
         revision=revision, outcomes=tuple(outcomes), baseline_revision=baseline, baseline=tuple(reference)
     )

@@ -12,7 +12,7 @@ import datetime
 import enum
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import Phase, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import FieldError, apply_defaults, validate_object
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
+from slm_operator.canary_pin import PinKey
 from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError
 from slm_operator.metrics import OperatorMetrics
 from slm_operator.observer import RolloutObserver
@@ -106,6 +107,8 @@ class Reconciler:
     observers: dict[tuple[str, str], RolloutObserver] = field(default_factory=dict)
     validated: dict[tuple[str, str], tuple[tuple[str, int], list[FieldError]]] = field(default_factory=dict)
     """Validation errors per object and (uid, generation): the spec cannot change without a new generation."""
+    pin_key: PinKey = field(default_factory=PinKey.random)
+    """Derives each deployment's canary pin token (`slm_operator.canary_pin`)."""
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -122,6 +125,10 @@ class Reconciler:
             except NotFoundError:  # deleted meanwhile: nothing to do
                 return Phase.PENDING
             return self._reconcile(fresh)
+
+    def _pin_digest(self, meta: Mapping[str, Any]) -> str:
+        """What this deployment's router checks the operator's pin token against."""
+        return self.pin_key.digest(str(meta["namespace"]), str(meta["name"]), str(meta.get("uid", "")))
 
     def _lock_for(self, namespace: str, name: str) -> threading.Lock:
         with self._locks_guard:
@@ -149,7 +156,8 @@ class Reconciler:
             settings=RolloutSettings(min_step_requests=self.settings.min_step_requests),
         )
         status = self._with_serving_details(decision.status, existing, namespace, name)
-        self._apply(body, build_rayservice(deployment.model_copy(update={"status": status})), now)
+        desired = build_rayservice(deployment.model_copy(update={"status": status}), pin_digest=self._pin_digest(meta))
+        self._apply(body, desired, now)
         self._write_status(body, previous, status)
         self._carry_out(body, deployment, decision.actions, observer)
         return status.phase
@@ -229,7 +237,9 @@ class Reconciler:
         is RUNNING, and the config has been in place long enough for the router to reconfigure."""
         if existing is None or previous is None or observed.applications.get(ROUTER_APP_NAME) != "RUNNING":
             return False
-        wanted = build_rayservice(deployment.model_copy(update={"status": previous}))["spec"]["serveConfigV2"]
+        digest = self._pin_digest(deployment.metadata)
+        wanted = build_rayservice(deployment.model_copy(update={"status": previous}), pin_digest=digest)
+        wanted = wanted["spec"]["serveConfigV2"]
         if (existing.get("spec") or {}).get("serveConfigV2") != wanted:
             return False
         applied_at = (existing["metadata"].get("annotations") or {}).get(constants.ANNOTATION_APPLIED_AT)
@@ -261,7 +271,8 @@ class Reconciler:
                 self.emit(body, action.type, action.reason, action.message)
             elif isinstance(action, RunValidation):
                 router = self.settings.router_url_template.format(name=name, namespace=namespace)
-                observer.run_validation(router, deployment.spec, action)
+                token = self.pin_key.token(namespace, name, str(meta.get("uid", "")))
+                observer.run_validation(router, deployment.spec, action, pin_token=token)
             elif isinstance(action, ObserveMetrics):
                 try:
                     observer.observe_live(self._metrics_urls(namespace, name), action)

@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 
+from slm_operator.canary_pin import PinKey
 from slm_operator.handlers import build_registry
 from slm_operator.kube import KubeApi, build_api_client
 from slm_operator.metrics import OperatorMetrics
@@ -28,7 +29,12 @@ def build_memo(settings: OperatorSettings) -> kopf.Memo:
     api = KubeApi(build_api_client(settings), settings)
     metrics = OperatorMetrics()
     reconciler = Reconciler(
-        api=api, settings=settings, metrics=metrics, emit=post_event, clock=lambda: datetime.datetime.now(datetime.UTC)
+        api=api,
+        settings=settings,
+        metrics=metrics,
+        emit=post_event,
+        clock=lambda: datetime.datetime.now(datetime.UTC),
+        pin_key=PinKey.from_settings(settings),
     )
     return kopf.Memo(settings=settings, api=api, metrics=metrics, reconciler=reconciler)
 

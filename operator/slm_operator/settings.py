@@ -56,6 +56,12 @@ class OperatorSettings(BaseSettings):
         description="Bearer token for the Ray dashboard where Ray's token authentication is on "
         "(RAY_AUTH_MODE=token); set it from a Secret.",
     )
+    pin_key: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="Key the per-deployment canary pin tokens are derived from (the router honours "
+        "`x-slm-revision` only with one); set it from a Secret so restarts and replicas agree.",
+    )
     replicas_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often an autoscaled SLMDeployment's replica counts are refreshed."
     )

@@ -18,6 +18,7 @@ from slm_operator.probes import (
     parse_router_counters,
     run_validation,
 )
+from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER
 from slm_serving.metrics import LATENCY_BUCKETS
 
 EXPOSITION = """\
@@ -117,13 +118,23 @@ def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts(
 
     def router(request: httpx.Request) -> httpx.Response:
         prompt = json.loads(request.content)["prompt"]
-        seen.append((request.headers["x-slm-revision"], prompt))
+        assert request.headers[PIN_PROOF_HEADER] == "token-1"
+        seen.append((request.headers[REVISION_HEADER], prompt))
         chunk = json.dumps({"choices": [{"text": f"answer to {prompt}"}]})
-        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n")
+        headers = {REVISION_HEADER: request.headers[REVISION_HEADER]}
+        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers=headers)
 
     prompts = [GoldenPrompt(name=n, prompt=n) for n in ("p1", "p2")]
     run = asyncio.run(
-        run_validation("http://router", prompts, "tiny", "canary", "stable", transport=httpx.MockTransport(router))
+        run_validation(
+            "http://router",
+            prompts,
+            "tiny",
+            "canary",
+            "stable",
+            pin_token="token-1",
+            transport=httpx.MockTransport(router),
+        )
     )
 
     assert seen == [
@@ -158,3 +169,20 @@ def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts(
 )
 def test_expand_metrics_urls(template: str, pod_ips: list[str], expected: list[str]) -> None:
     assert expand_metrics_urls(template, "tiny", "prod", pod_ips) == expected
+
+
+def test_an_answer_from_another_revision_fails_the_prompt() -> None:
+    """A router that ignored the pin (e.g. an older router without the operator's digest) answers from
+    the weighted revision: that answer must not count for the pinned one."""
+
+    def router(request: httpx.Request) -> httpx.Response:
+        chunk = json.dumps({"choices": [{"text": "Paris"}]})
+        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers={REVISION_HEADER: "stable"})
+
+    prompts = [GoldenPrompt(name="p1", prompt="p1")]
+    run = asyncio.run(
+        run_validation(
+            "http://router", prompts, "tiny", "canary", None, pin_token="t", transport=httpx.MockTransport(router)
+        )
+    )
+    assert run.outcomes[0].error is not None and "not honoured" in run.outcomes[0].error
