@@ -17,6 +17,7 @@ pins Helm's behaviour on the chart as checked in.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import re
@@ -249,6 +250,7 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
         "SLM_METRICS_PORT": "8080",
         "SLM_HEALTH_PORT": "8081",
         "SLM_LOG_FORMAT": "json",
+        "SLM_PIN_KEY": {"secretKeyRef": {"name": "slm-slm-operator-pin-key", "key": "key"}},
         "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
     }
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -414,3 +416,18 @@ def test_dashboard_metrics_exist_in_the_code(rendered: dict[str, list[dict[str, 
             missing.append(name)
     assert len(names) >= 8
     assert not missing, f"the dashboard queries metrics nothing defines: {missing}"
+
+
+def test_the_pin_key_is_generated_once_or_taken_from_the_users_secret(
+    chart: Path, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """The operator's canary pin key (SLM_PIN_KEY): a generated Secret the chart keeps, long enough for
+    the operator's settings; or, with `operator.pinKeySecret`, the user's Secret and none rendered."""
+    generated = only(rendered["default"], "Secret")
+    assert generated["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(generated["data"]["key"])) >= 16
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"operator": {"pinKeySecret": {"name": "my-pin-key", "key": "k"}}}))
+    own = render(chart, values)
+    assert not of_kind(own, "Secret")
+    assert env_of(own)["SLM_PIN_KEY"] == {"secretKeyRef": {"name": "my-pin-key", "key": "k"}}
