@@ -27,30 +27,36 @@ QUANTITY_SPLIT_REGEX = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 """The expression quantity.go names in its error message."""
 
 
-def dns1123_subdomain_errors(value: str) -> list[str]:
+def _length_and_format_errors(value: str, max_length: int, pattern: re.Pattern[str], format_error: str) -> list[str]:
+    """Kubernetes' usual pair of checks, in its order: the length, then the format."""
     errors = []
-    if len(value) > DNS1123_SUBDOMAIN_MAX:
-        errors.append(f"must be no more than {DNS1123_SUBDOMAIN_MAX} characters")
-    if not _DNS1123_SUBDOMAIN.match(value):
-        errors.append(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-            "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
-            f"validation is '{_DNS1123_SUBDOMAIN.pattern[1:-1]}')"
-        )
+    if len(value) > max_length:
+        errors.append(f"must be no more than {max_length} characters")
+    if not pattern.match(value):
+        errors.append(format_error)
     return errors
+
+
+def dns1123_subdomain_errors(value: str) -> list[str]:
+    return _length_and_format_errors(
+        value,
+        DNS1123_SUBDOMAIN_MAX,
+        _DNS1123_SUBDOMAIN,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+        "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+        f"validation is '{_DNS1123_SUBDOMAIN.pattern[1:-1]}')",
+    )
 
 
 def dns1035_label_errors(value: str) -> list[str]:
-    errors = []
-    if len(value) > DNS1035_LABEL_MAX:
-        errors.append(f"must be no more than {DNS1035_LABEL_MAX} characters")
-    if not _DNS1035_LABEL.match(value):
-        errors.append(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-            "alphabetic character, and end with an alphanumeric character (e.g. 'my-name', or 'abc-123', "
-            f"regex used for validation is '{_DNS1035_LABEL.pattern[1:-1]}')"
-        )
-    return errors
+    return _length_and_format_errors(
+        value,
+        DNS1035_LABEL_MAX,
+        _DNS1035_LABEL,
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+        "alphabetic character, and end with an alphanumeric character (e.g. 'my-name', or 'abc-123', "
+        f"regex used for validation is '{_DNS1035_LABEL.pattern[1:-1]}')",
+    )
 
 
 def qualified_name_errors(value: str) -> list[str]:
@@ -76,16 +82,14 @@ def qualified_name_errors(value: str) -> list[str]:
 
 
 def label_value_errors(value: str) -> list[str]:
-    errors = []
-    if len(value) > LABEL_VALUE_MAX:
-        errors.append(f"must be no more than {LABEL_VALUE_MAX} characters")
-    if not _LABEL_VALUE.match(value):
-        errors.append(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-            "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
-            f"'12345', regex used for validation is '{_LABEL_VALUE.pattern[2:-2]}')"
-        )
-    return errors
+    return _length_and_format_errors(
+        value,
+        LABEL_VALUE_MAX,
+        _LABEL_VALUE,
+        "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+        "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
+        f"'12345', regex used for validation is '{_LABEL_VALUE.pattern[2:-2]}')",
+    )
 
 
 def quantity_grammar_errors(value: Any) -> list[str]:

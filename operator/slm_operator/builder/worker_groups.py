@@ -39,9 +39,7 @@ def worker_pod_settings(template: RevisionTemplate) -> WorkerPodSettings:
         node_selector=template.node_selector,
         tolerations=template.tolerations,
         credentials_secret=secret.name if secret is not None else None,
-        credential_keys=credential_keys([template.model.source, *(a.source for a in template.adapters)])
-        if secret is not None
-        else [],
+        credential_keys=credential_keys(_sources(template)) if secret is not None else [],
     )
 
 
@@ -128,5 +126,9 @@ def build_worker_pod(pod: WorkerPodSettings, image: str) -> dict[str, Any]:
 
 
 def _pvc_claims(template: RevisionTemplate) -> set[str]:
-    sources = [template.model.source, *(a.source for a in template.adapters)]
-    return {s.removeprefix("pvc://").split("/", 1)[0] for s in sources if s.startswith("pvc://")}
+    return {s.removeprefix("pvc://").split("/", 1)[0] for s in _sources(template) if s.startswith("pvc://")}
+
+
+def _sources(template: RevisionTemplate) -> list[str]:
+    """Where the revision's weights come from: the model, then each adapter."""
+    return [template.model.source, *(a.source for a in template.adapters)]
