@@ -176,9 +176,6 @@ class _LocalShell:
     def router_url(self) -> str:
         return self.rollout.local.url
 
-    def metrics_urls(self) -> list[str] | None:
-        return [self.rollout.local.metrics_url]
-
     def emit(self, type_: str, reason: str, message: str) -> None:
         self.rollout._emit(type_, reason, message)
 

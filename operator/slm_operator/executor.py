@@ -22,11 +22,8 @@ from slm_operator.rollout.actions import (
 
 class Shell(Protocol):
     def router_url(self) -> str:
-        """Where golden prompts go (pinned to a revision through the router)."""
-        ...
-
-    def metrics_urls(self) -> list[str] | None:
-        """The router's Prometheus endpoints; None when they cannot be found now."""
+        """Where golden prompts go (pinned to a revision through the router) and where its window of
+        recent requests is read (`GET /slm/samples`)."""
         ...
 
     def emit(self, type_: str, reason: str, message: str) -> None: ...
@@ -45,8 +42,8 @@ def carry_out(actions: Sequence[Action], spec: SLMDeploymentSpec, observer: Roll
         elif isinstance(action, RunValidation):
             observer.run_validation(shell.router_url(), spec, action)
         elif isinstance(action, ObserveMetrics):
-            if not observer.is_running("metrics") and (urls := shell.metrics_urls()) is not None:
-                observer.observe_live(urls, action)
+            if not observer.is_running("samples"):
+                observer.observe_live(shell.router_url(), action)
         elif isinstance(action, RecordQuality):
             shell.record_quality(action)
         elif isinstance(action, ClearCommand):

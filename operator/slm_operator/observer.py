@@ -1,5 +1,6 @@
 """Carries out the probing actions of `rollout.decide` in the background and hands their results to a
-later pass: golden prompts, live-metric scrapes and Serve's replica counts never run inside a pass.
+later pass: golden prompts, reads of the router's sample window and Serve's replica counts never run
+inside a pass.
 
 `ProbeLoop` is one asyncio event loop in a daemon thread, owned by the shell (the operator or
 `slm serve`), that runs every probe of every SLMDeployment. One `RolloutObserver` per SLMDeployment
@@ -23,9 +24,10 @@ from typing import Any, TypeVar
 import httpx
 
 from slm_operator.api.models import SLMDeploymentSpec
-from slm_operator.probes import VALIDATION_DEADLINE_S, RevisionCounters, run_validation, scrape_router_counters
+from slm_operator.probes import VALIDATION_DEADLINE_S, SamplesSnapshot, fetch_samples, run_validation
 from slm_operator.rollout.actions import ObserveMetrics, RunValidation
-from slm_operator.rollout.gate import LiveMetrics, ValidationRun
+from slm_operator.rollout.gate import ValidationRun
+from slm_operator.rollout.live import LiveSamples, RevisionSamples
 from slm_operator.serve_details import RevisionReplicas, fetch_serve_details, read_revisions
 
 log = logging.getLogger(__name__)
@@ -78,10 +80,12 @@ class RolloutObserver:
     on_result: Callable[[], None] = lambda: None
     validation_deadline_s: float = VALIDATION_DEADLINE_S
     transport: httpx.AsyncBaseTransport | None = None
-    """For golden prompts; None is the network (tests pass an `httpx.MockTransport`)."""
+    """For golden prompts and the router's sample window; None is the network (tests pass an
+    `httpx.MockTransport` or answer in-process)."""
     validation: ValidationRun | None = None
-    live: LiveMetrics | None = None
-    baselines: dict[tuple[str, str], dict[str, RevisionCounters]] = field(default_factory=dict)
+    live: LiveSamples | None = None
+    cursor: tuple[str, str, str, int] | None = None
+    """(canary, step start, router instance, sequence number): where the current step's samples begin."""
     generation: int | None = None
     _replicas: RevisionReplicas | None = None
     _replicas_read_at: float = float("-inf")
@@ -90,7 +94,7 @@ class RolloutObserver:
 
     # ------------------------------------------------------------ what a pass reads
 
-    def take(self) -> tuple[ValidationRun | None, LiveMetrics | None]:
+    def take(self) -> tuple[ValidationRun | None, LiveSamples | None]:
         """The results finished since the last pass (each handed over once)."""
         with self._guard:
             taken = self.validation, self.live
@@ -119,7 +123,7 @@ class RolloutObserver:
             if self.generation is not None and generation != self.generation:
                 self._cancel_locked()
                 self.validation = self.live = None
-                self.baselines.clear()
+                self.cursor = None
             self.generation = generation
 
     def cancel(self) -> None:
@@ -141,12 +145,16 @@ class RolloutObserver:
         )
         self._start("validation", action, run, self._validation_done)
 
-    def observe_live(self, metrics_urls: Sequence[str], action: ObserveMetrics) -> None:
-        """Router traffic of canary and stable since the step began; the first scrape of a step takes
-        the baseline (so it reports no traffic yet). One scrape at a time."""
-        self._start(
-            "metrics", action, scrape_router_counters(metrics_urls), lambda now: self._metrics_done(action, now)
-        )
+    def observe_live(self, router_url: str, action: ObserveMetrics) -> None:
+        """The router's requests of canary and stable since the step began, read in the background.
+        The first read of a step only takes the cursor (so it reports no traffic yet); so does the
+        first read after the router restarted, whose window starts empty. One read at a time."""
+        step = (action.canary, action.since)
+        with self._guard:
+            known = self.cursor if self.cursor is not None and self.cursor[:2] == step else None
+        after = known[3] if known is not None else None
+        fetch = fetch_samples(router_url, after, transport=self.transport)
+        self._start("samples", action, fetch, lambda snapshot: self._samples_done(action, known, snapshot))
 
     def refresh_replicas(self, dashboard_url: str, token: str | None, revisions: Sequence[str]) -> None:
         """Serve's replica counts per revision, read in the background at most every few seconds."""
@@ -196,15 +204,20 @@ class RolloutObserver:
             self.validation = run
         self.on_result()
 
-    def _metrics_done(self, action: ObserveMetrics, now: dict[str, RevisionCounters]) -> None:
+    def _samples_done(
+        self, action: ObserveMetrics, known: tuple[str, str, str, int] | None, snapshot: SamplesSnapshot
+    ) -> None:
+        step = (action.canary, action.since)
+        fresh = known is not None and known[2] == snapshot.instance
+        revisions = snapshot.revisions if fresh else {}
+        empty = RevisionSamples()
         with self._guard:
-            self.baselines = {k: v for k, v in self.baselines.items() if k[0] == action.canary}
-            baseline = self.baselines.setdefault((action.canary, action.since), now)
-            empty = RevisionCounters()
-            self.live = LiveMetrics(
+            if not fresh:
+                self.cursor = (*step, snapshot.instance, 0 if known is not None else snapshot.last)
+            self.live = LiveSamples(
                 canary_revision=action.canary,
-                canary=now.get(action.canary, empty).minus(baseline.get(action.canary, empty)),
-                stable=now.get(action.stable, empty).minus(baseline.get(action.stable, empty)),
+                canary=revisions.get(action.canary, empty),
+                stable=revisions.get(action.stable, empty),
             )
 
     def _replicas_done(self, details: dict[str, Any] | httpx.HTTPError, revisions: list[str]) -> None:

@@ -1,4 +1,5 @@
-"""What the rollout shells observe over HTTP: golden prompts pinned to a revision, and live metrics.
+"""What the rollout shells observe over HTTP: golden prompts pinned to a revision, the router's recent
+requests per revision (for the live comparison), and its Prometheus metrics.
 
 Both shells (the kopf operator in a cluster, `slm serve` on one machine) use these, so validation
 means the same thing everywhere: streamed OpenAI requests through the router, pinned with the
@@ -11,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -19,13 +20,16 @@ from httpx_sse import SSEError, aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 from slm_operator.api.models import GoldenPrompt
-from slm_operator.rollout.gate import PromptOutcome, RevisionMetrics, ValidationRun
+from slm_operator.rollout.gate import PromptOutcome, ValidationRun
+from slm_operator.rollout.live import RevisionSamples
 from slm_serving.config import REVISION_HEADER
+from slm_serving.samples import SAMPLES_PATH
 
 PROMPT_TIMEOUT_S = 120.0
 """Longest one golden prompt may take, first byte to last."""
 VALIDATION_DEADLINE_S = 600.0
 """Longest a whole validation run (warm-ups, every prompt on canary and stable) may take."""
+SAMPLES_TIMEOUT_S = 5.0
 SCRAPE_TIMEOUT_S = 10.0
 METRIC_PREFIX = "ray_slm_router_"
 """The router's metrics as Ray's metrics agent exports them (`ray_` + the name in slm_serving.metrics)."""
@@ -134,28 +138,77 @@ async def run_validation(
     )
 
 
-# ---------------------------------------------------------------- live metrics
+# ---------------------------------------------------------------- the router's recent requests
+
+
+@dataclass(frozen=True)
+class SamplesSnapshot:
+    """One read of the router's sample window (`slm_serving.samples`)."""
+
+    instance: str
+    """Changes when the router restarts (its sequence numbers start again)."""
+    last: int
+    """Sequence number of the newest record: the cursor for the next read."""
+    revisions: dict[str, RevisionSamples]
+    """What each revision recorded after the cursor asked for (empty without one)."""
+
+
+async def fetch_samples(
+    router_url: str, after: int | None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> SamplesSnapshot:
+    """`GET /slm/samples[?after=N]` from the router; raises httpx.HTTPError or ValueError."""
+    params = {"after": str(after)} if after is not None else None
+    async with (
+        httpx.AsyncClient(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
+        asyncio.timeout(SAMPLES_TIMEOUT_S),
+    ):
+        response = await client.get(SAMPLES_PATH, params=params)
+    response.raise_for_status()
+    return parse_samples(response.json())
+
+
+def parse_samples(body: Any) -> SamplesSnapshot:
+    """The window's JSON as typed samples; anything malformed is a ValueError (a router of another version)."""
+    try:
+        revisions = {
+            str(name): RevisionSamples(
+                requests=int(entry["requests"]),
+                errors=int(entry["errors"]),
+                latency_ms=tuple(float(v) for v in entry["latency_ms"]),
+                ttft_ms=tuple(float(v) for v in entry["ttft_ms"]),
+            )
+            for name, entry in (body.get("revisions") or {}).items()
+        }
+        return SamplesSnapshot(instance=str(body["instance"]), last=int(body["last"]), revisions=revisions)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"unreadable sample window from the router: {error!r}") from error
+
+
+# ---------------------------------------------------------------- Prometheus counters
 
 
 @dataclass
 class RevisionCounters:
-    """Cumulative router counters of one revision (all endpoints together)."""
+    """Cumulative router counters of one revision (all endpoints and router replicas together)."""
 
     requests: float = 0.0
     errors: float = 0.0
-    latency_buckets: dict[float, float] = field(default_factory=dict)
-    ttft_buckets: dict[float, float] = field(default_factory=dict)
+    prompt_tokens: float = 0.0
+    completion_tokens: float = 0.0
 
-    def minus(self, earlier: RevisionCounters) -> RevisionMetrics:
-        """Metrics of the traffic between `earlier` and this snapshot."""
-        latency = _bucket_delta(self.latency_buckets, earlier.latency_buckets)
-        ttft = _bucket_delta(self.ttft_buckets, earlier.ttft_buckets)
-        return RevisionMetrics(
-            requests=int(self.requests - earlier.requests),
-            errors=int(self.errors - earlier.errors),
-            p95_latency_ms=_quantile_ms(latency, 0.95),
-            p95_ttft_ms=_quantile_ms(ttft, 0.95),
-        )
+    def add(self, other: RevisionCounters) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+
+
+_COUNTERS = {
+    "requests_total": "requests",
+    "errors_total": "errors",
+    "prompt_tokens_total": "prompt_tokens",
+    "completion_tokens_total": "completion_tokens",
+}
 
 
 def parse_router_counters(exposition: str) -> dict[str, RevisionCounters]:
@@ -166,18 +219,11 @@ def parse_router_counters(exposition: str) -> dict[str, RevisionCounters]:
             continue
         for sample in family.samples:
             revision = sample.labels.get("revision")
-            if revision is None:
+            attribute = _COUNTERS.get(sample.name.removeprefix(METRIC_PREFIX))
+            if revision is None or attribute is None:
                 continue
             entry = counters.setdefault(revision, RevisionCounters())
-            name = sample.name.removeprefix(METRIC_PREFIX)
-            if name == "requests_total":
-                entry.requests += sample.value
-            elif name == "errors_total":
-                entry.errors += sample.value
-            elif name == "request_latency_seconds_bucket":
-                _add_bucket(entry.latency_buckets, sample.labels["le"], sample.value)
-            elif name == "time_to_first_token_seconds_bucket":
-                _add_bucket(entry.ttft_buckets, sample.labels["le"], sample.value)
+            setattr(entry, attribute, getattr(entry, attribute) + sample.value)
     return counters
 
 
@@ -209,43 +255,5 @@ async def scrape_router_counters(metrics_urls: Iterable[str]) -> dict[str, Revis
     for response in responses:
         response.raise_for_status()
         for revision, counters in parse_router_counters(response.text).items():
-            entry = total.setdefault(revision, RevisionCounters())
-            entry.requests += counters.requests
-            entry.errors += counters.errors
-            for target, source in (
-                (entry.latency_buckets, counters.latency_buckets),
-                (entry.ttft_buckets, counters.ttft_buckets),
-            ):
-                for bound, count in source.items():
-                    target[bound] = target.get(bound, 0.0) + count
+            total.setdefault(revision, RevisionCounters()).add(counters)
     return total
-
-
-def _add_bucket(buckets: dict[float, float], le: str, value: float) -> None:
-    bound = float("inf") if le in {"+Inf", "inf"} else float(le)
-    buckets[bound] = buckets.get(bound, 0.0) + value
-
-
-def _bucket_delta(now: dict[float, float], before: dict[float, float]) -> dict[float, float]:
-    return {bound: count - before.get(bound, 0.0) for bound, count in now.items()}
-
-
-def _quantile_ms(buckets: dict[float, float], q: float) -> float | None:
-    """histogram_quantile() as Prometheus computes it (linear within the bucket), in milliseconds."""
-    if not buckets:
-        return None
-    bounds = sorted(buckets)
-    total = buckets[bounds[-1]]
-    if total <= 0:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for bound in bounds:
-        count = buckets[bound]
-        if count >= rank:
-            if bound == float("inf"):
-                return lower * 1000
-            share = (rank - below) / (count - below) if count > below else 1.0
-            return (lower + (bound - lower) * share) * 1000
-        lower, below = bound, count
-    return lower * 1000

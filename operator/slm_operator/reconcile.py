@@ -30,7 +30,6 @@ from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError, 
 from slm_operator.metrics import OperatorMetrics
 from slm_operator.observation import gather_observation
 from slm_operator.observer import ProbeLoop, RolloutObserver
-from slm_operator.probes import POD_IP_FIELD, expand_metrics_urls
 from slm_operator.rayservice_write import Action, NotOursError, ensure_rayservice
 from slm_operator.rollout.actions import RecordQuality
 from slm_operator.rollout.conditions import format_time, set_condition
@@ -317,21 +316,6 @@ class _ClusterShell:
     def router_url(self) -> str:
         namespace, name = self._key
         return self.reconciler.settings.router_url_template.format(name=name, namespace=namespace)
-
-    def metrics_urls(self) -> list[str] | None:
-        """The template's URLs, per Running pod of the RayService for `{pod_ip}` (the router's metrics
-        are exported by whichever Ray node its replica runs on)."""
-        namespace, name = self._key
-        template = self.reconciler.settings.metrics_url_template
-        pod_ips: list[str] = []
-        if POD_IP_FIELD in template:
-            selector = f"{constants.LABEL_NAME}={name},{constants.LABEL_MANAGED_BY}={constants.MANAGED_BY_VALUE}"
-            try:
-                pod_ips = self.reconciler.api.list_running_pod_ips(namespace, selector)
-            except KubeError as error:  # judged on a later pass (a 403: see the RBAC)
-                log.info("pods of %s/%s unavailable for metrics: %s", namespace, name, error)
-                return None
-        return expand_metrics_urls(template, name, namespace, pod_ips)
 
     def emit(self, type_: str, reason: str, message: str) -> None:
         self.reconciler.emit(self.body, type_, reason, message)

@@ -12,6 +12,8 @@ from typing import Final
 
 from ray.util import metrics
 
+from slm_serving.samples import SampleWindow
+
 TTFT_BUCKETS: Final = [
     0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
     0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30,
@@ -25,9 +27,11 @@ NO_REVISION_TAG: Final = "none"
 
 
 class RouterMetrics:
-    """Requests, errors, latency, time to first token and tokens, tagged by revision."""
+    """Requests, errors, latency, time to first token and tokens, tagged by revision; the same requests
+    one by one in `window`, for the rollout gate."""
 
     def __init__(self) -> None:
+        self.window = SampleWindow()
         self.requests = metrics.Counter(
             "slm_router_requests_total",
             description="Requests answered by the router, by revision, endpoint and HTTP status.",
@@ -71,6 +75,7 @@ class RouterMetrics:
         completion_tokens: int = 0,
     ) -> None:
         """One finished request."""
+        self.window.record(revision, status, latency_s)
         code = str(status)
         tags = {"revision": revision, "endpoint": endpoint, "code": code}
         self.requests.inc(1, tags)
@@ -84,6 +89,7 @@ class RouterMetrics:
             self.completion_tokens.inc(completion_tokens, {"revision": revision})
 
     def observe_ttft(self, revision: str, endpoint: str, seconds: float) -> None:
+        self.window.record_ttft(revision, seconds)
         self.ttft.observe(seconds, {"revision": revision, "endpoint": endpoint})
 
 

@@ -68,6 +68,7 @@ from slm_serving.routing import (
     revision_failed,
     unknown_revision,
 )
+from slm_serving.samples import SAMPLES_PATH, parse_after
 
 logger = logging.getLogger("ray.serve")
 
@@ -139,6 +140,7 @@ class Router:
         self._accepted_models = frozenset((config.served_model_name, *config.adapter_names))
         self._models_body = build_models_body(config.served_model_name, config.adapter_names, int(time.time()))
         self._table = build_route_table(config)
+        self._metrics.window.keep(r.revision for r in self._table.routes)
         if self._local_app is not None:
             self._ready[self._local_app] = True
 
@@ -147,7 +149,7 @@ class Router:
         path = request.url.path
         endpoint = ENDPOINTS.get(path)
         if endpoint is None:
-            return self._non_forwarded(request.method, path)
+            return self._non_forwarded(request.method, path, request.url.query)
         if request.method != "POST":
             return _error_response(method_not_allowed(request.method, path), None)
         body = await request.body()
@@ -303,7 +305,9 @@ class Router:
             all_ready = all(self._ready.get(app, False) for app in apps)
             await asyncio.sleep(_READY_POLL_S if all_ready else _NOT_READY_POLL_S)
 
-    def _non_forwarded(self, method: str, path: str) -> Response:
+    def _non_forwarded(self, method: str, path: str, query: str) -> Response:
+        if path == SAMPLES_PATH:  # the rollout gate's read of recent requests (numbers only)
+            return Response(self._metrics.window.export(parse_after(query)), media_type=_JSON)
         if path == "/v1/models":
             if method != "GET":
                 return _error_response(method_not_allowed(method, path), None)

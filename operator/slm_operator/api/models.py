@@ -528,6 +528,38 @@ class ValidationResult(ApiModel):
     results: list[PromptResult] = Field(default_factory=list, description="One entry per golden prompt.")
 
 
+class LiveCheck(ApiModel):
+    metric: Literal["latency", "ttft", "errors"] = Field(description="What was compared.")
+    outcome: Literal["Pass", "Fail", "Inconclusive", "NotCompared"] = Field(description="This check's verdict.")
+    canary_samples: int = Field(description="Canary requests (errors) or latency samples the check used.")
+    stable_samples: int = Field(description="The same for the stable revision.")
+    canary_median_ms: float | None = Field(default=None, description="Latency checks: the canary's median.")
+    stable_median_ms: float | None = Field(default=None, description="Latency checks: the stable's median.")
+    canary_p95_ms: float | None = Field(default=None, description="Latency checks: the canary's p95.")
+    stable_p95_ms: float | None = Field(default=None, description="Latency checks: the stable's p95.")
+    canary_error_rate: float | None = Field(default=None, description="Error check: the canary's errors per request.")
+    stable_error_rate: float | None = Field(default=None, description="Error check: the stable's.")
+    effect: float | None = Field(
+        default=None, description="Latency checks: canary median / stable median. Error check: the canary's rate."
+    )
+    allowed: float = Field(description="The spec's limit: maxLatencyRatio, maxTtftRatio or maxErrorRate.")
+    p_value: float | None = Field(
+        default=None,
+        description="One-sided p-value that the canary is worse than allowed (Mann-Whitney U; errors: binomial).",
+    )
+    reason: str = Field(default="", description="The verdict in words.")
+
+
+class LiveComparison(ApiModel):
+    revision: str = Field(description="Canary revision judged.")
+    step: int = Field(description="Index of the traffic step.")
+    weight: int = Field(description="Canary weight at that step.")
+    time: str = Field(description="When it was judged (RFC 3339).")
+    outcome: Literal["Pass", "Fail", "Inconclusive"] = Field(description="Pass, Fail or Inconclusive (wait).")
+    reason: str = Field(default="", description="Why, in words.")
+    checks: list[LiveCheck] = Field(default_factory=list, description="Latency, TTFT and errors, each with figures.")
+
+
 class RolloutStatus(ApiModel):
     step: int = Field(default=-1, description="Index of the current traffic step; -1 before any traffic.")
     step_started_at: str | None = Field(default=None, description="When the current step began (RFC 3339).")
@@ -595,6 +627,9 @@ class SLMDeploymentStatus(ApiModel):
     ready_replicas: int = Field(default=0, description="Replicas serving, all revisions together.")
     rollout: RolloutStatus | None = Field(default=None, description="Progress of the current rollout.")
     last_validation: ValidationResult | None = Field(default=None, description="Most recent validation gate.")
+    last_live: LiveComparison | None = Field(
+        default=None, description="Most recent live comparison of canary and stable at a traffic step."
+    )
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
     cluster: ClusterStatus | None = Field(default=None, description="The Ray cluster asked of KubeRay.")
     message: str = Field(default="", description="What is happening, for humans.")

@@ -8,7 +8,7 @@ runs without them, since calls to a deleted Serve application fail).
 
 A rollout: the canary is added at weight 0 → once running, the golden prompts are sent to it and to
 the stable (RunValidation) → the gate (`gate.evaluate_validation`) passes → the spec's traffic steps,
-each held `pauseSeconds` and judged on live metrics (`gate.compare_live`) → promote. A failure rolls
+each held `pauseSeconds` and judged on the router's recent requests (`live.compare_live`) → promote. A failure rolls
 back (or, with autoRollback false, holds traffic at the stable and waits for a command). A rolled-back
 revision is not retried until the spec's generation changes.
 """
@@ -17,11 +17,19 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from slm_operator.api.models import ConditionType, Phase, RolloutStatus, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.api.models import (
+    ConditionType,
+    LiveComparison,
+    Phase,
+    RolloutStatus,
+    SLMDeploymentSpec,
+    SLMDeploymentStatus,
+)
 from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics, RecordQuality, RunValidation
 from slm_operator.rollout.commands import RolloutCommand
 from slm_operator.rollout.conditions import is_true, parse_time
-from slm_operator.rollout.gate import compare_live, evaluate_validation
+from slm_operator.rollout.gate import evaluate_validation
+from slm_operator.rollout.live import LiveVerdict, compare_live
 from slm_operator.rollout.working import Decision, Observation, Reason, RolloutSettings, Working
 
 __all__ = ["Decision", "Observation", "Reason", "RolloutSettings", "decide"]
@@ -265,10 +273,19 @@ class _Decider(Working):
         steps = self.spec.rollout.steps
         step = steps[rollout.step]
         live = self.observed.live
-        verdict = None
+        verdict: LiveVerdict | None = None
         if live is not None and live.canary_revision == canary:
-            verdict = compare_live(self.spec.rollout.validation, live, self.settings.min_step_requests)
-            if verdict.breaches:
+            verdict = compare_live(self.spec.rollout.validation, live, self.settings.live_limits)
+            st.last_live = LiveComparison(
+                revision=canary,
+                step=rollout.step,
+                weight=step.weight,
+                time=self.now,
+                outcome=verdict.outcome,
+                reason=verdict.reason,
+                checks=list(verdict.checks),
+            )
+            if verdict.outcome == "Fail":
                 self._fail(f"traffic step {rollout.step + 1} ({step.weight}%): " + "; ".join(verdict.breaches))
                 return
         label = f"traffic step {rollout.step + 1}/{len(steps)} ({step.weight}%)"
@@ -276,7 +293,7 @@ class _Decider(Working):
             self.message = f"{label}: paused"
             return
         remaining = parse_time(rollout.step_started_at) + timedelta(seconds=step.pause_seconds) - self.now_dt
-        if remaining <= timedelta(0) and verdict is not None and verdict.conclusive:
+        if remaining <= timedelta(0) and verdict is not None and verdict.outcome == "Pass":
             if rollout.step + 1 < len(steps):
                 self._enter_step(rollout, rollout.step + 1)
             else:
@@ -285,8 +302,10 @@ class _Decider(Working):
         self.actions.append(ObserveMetrics(canary, stable, rollout.step_started_at))
         if remaining > timedelta(0):
             self.message = f"{label}: holding {int(remaining.total_seconds())} s more"
+        elif verdict is not None:
+            self.message = f"{label}: waiting for a conclusive comparison ({verdict.reason})"
         else:
-            self.message = f"{label}: waiting for {self.settings.min_step_requests} canary requests to judge"
+            self.message = f"{label}: waiting for the router's samples to judge"
 
     def _fail(self, why: str) -> None:
         if self.spec.rollout.auto_rollback:

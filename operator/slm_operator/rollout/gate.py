@@ -1,4 +1,4 @@
-"""The quality gate (golden prompts, canary vs stable) and the live comparison at traffic steps. Pure."""
+"""The quality gate: golden prompts, canary vs stable, before any user traffic. Pure."""
 
 from __future__ import annotations
 
@@ -34,31 +34,6 @@ class ValidationRun:
     outcomes: tuple[PromptOutcome, ...]
     baseline_revision: str | None = None
     baseline: tuple[PromptOutcome, ...] = ()
-
-
-@dataclass(frozen=True)
-class RevisionMetrics:
-    """Live user traffic of one revision since the current traffic step began."""
-
-    requests: int
-    errors: int = 0
-    p95_latency_ms: float | None = None
-    p95_ttft_ms: float | None = None
-
-
-@dataclass(frozen=True)
-class LiveMetrics:
-    canary_revision: str
-    canary: RevisionMetrics
-    stable: RevisionMetrics
-
-
-@dataclass(frozen=True)
-class LiveVerdict:
-    breaches: tuple[str, ...]
-    """Limits the canary broke; any one rolls back."""
-    conclusive: bool
-    """Enough canary traffic to judge; a step only advances on a conclusive, clean verdict."""
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -108,25 +83,6 @@ def evaluate_validation(spec: ValidationSpec, run: ValidationRun, time: str) -> 
     )
 
 
-def compare_live(spec: ValidationSpec, live: LiveMetrics, min_requests: int) -> LiveVerdict:
-    """Canary vs stable user traffic at a traffic step, against the same limits as the gate.
-
-    Below `min_requests` canary requests nothing is judged (inconclusive). Latency and TTFT ratios
-    also need `min_requests` stable requests (at weight 100 the stable gets none: only errors count).
-    """
-    canary, stable = live.canary, live.stable
-    if canary.requests < max(1, min_requests):
-        return LiveVerdict(breaches=(), conclusive=False)
-    breaches: list[str] = []
-    error_rate = canary.errors / canary.requests
-    if error_rate > spec.max_error_rate:
-        breaches.append(f"live error rate {error_rate:.3f} > maxErrorRate {spec.max_error_rate:.3f}")
-    if stable.requests >= max(1, min_requests):
-        breaches += _live_ratio("latency", canary.p95_latency_ms, stable.p95_latency_ms, spec.max_latency_ratio)
-        breaches += _live_ratio("TTFT", canary.p95_ttft_ms, stable.p95_ttft_ms, spec.max_ttft_ratio)
-    return LiveVerdict(breaches=tuple(breaches), conclusive=True)
-
-
 def _prompt_result(name: str, outcome: PromptOutcome | None, expect: Expectation) -> PromptResult:
     if outcome is None:
         return PromptResult(name=name, passed=False, reason="no answer")
@@ -149,14 +105,10 @@ def _ratio_failures(
     baseline_values = [v for v in baseline if v is not None]
     if not canary_values or not baseline_values:
         return []
-    return _live_ratio(what, percentile(canary_values, 95), percentile(baseline_values, 95), limit)
-
-
-def _live_ratio(what: str, canary_p95: float | None, stable_p95: float | None, limit: float) -> list[str]:
-    if canary_p95 is None or stable_p95 is None or stable_p95 <= 0:
+    canary_p95, stable_p95 = percentile(canary_values, 95), percentile(baseline_values, 95)
+    if stable_p95 <= 0:
         return []
     ratio = canary_p95 / stable_p95
     if ratio > limit:
-        baseline = f"the stable's {stable_p95:.0f} ms"
-        return [f"p95 {what} {canary_p95:.0f} ms is {ratio:.2f}x {baseline} (max {limit:g}x)"]
+        return [f"p95 {what} {canary_p95:.0f} ms is {ratio:.2f}x the stable's {stable_p95:.0f} ms (max {limit:g}x)"]
     return []

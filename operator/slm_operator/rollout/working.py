@@ -20,7 +20,8 @@ from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.rollout.actions import Action, ApplyRevisions, ClearCommand, EmitEvent
 from slm_operator.rollout.commands import InvalidCommandError, RolloutCommand, parse_rollout_command
 from slm_operator.rollout.conditions import ConditionStatus, find_condition, format_time, is_true, set_condition
-from slm_operator.rollout.gate import LiveMetrics, ValidationRun
+from slm_operator.rollout.gate import ValidationRun
+from slm_operator.rollout.live import LiveLimits, LiveSamples
 
 
 class Reason(StrEnum):
@@ -50,8 +51,8 @@ class Reason(StrEnum):
 
 
 DEFAULT_MIN_STEP_REQUESTS = 40
-"""The p95 of fewer than 20 requests is their slowest one, so one slow request would decide the step;
-from 40 requests on, the two slowest no longer count."""
+"""Canary requests before a step is judged: the rank test's normal approximation is accurate from ~20
+a side, and a 1.5x shift of typical latency spread shows at p < 0.01 with 40."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,15 @@ class RolloutSettings:
     waits (a person may `promote`). 0 judges whatever arrived."""
     canary_start_timeout_s: int = 1800
     """How long a new canary may take to run (weights download, engine start) before the rollout fails."""
+    decisive_step_requests: int = 400
+    """Canary latency samples after which a latency comparison that is still not significant either way
+    passes (a canary is rolled back only on evidence); until then the step waits."""
+    live_significance: float = 0.01
+    """alpha of the live comparison's one-sided tests (see `rollout.live`)."""
+
+    @property
+    def live_limits(self) -> LiveLimits:
+        return LiveLimits(self.min_step_requests, self.decisive_step_requests, self.live_significance)
 
 
 @dataclass(frozen=True)
@@ -79,8 +89,8 @@ class Observation:
     """The router serves exactly the weights of the status passed in (drained revisions may go)."""
     validation: ValidationRun | None = None
     """Outcome of a RunValidation asked for earlier; hand each run over once."""
-    live: LiveMetrics | None = None
-    """Live metrics asked for by ObserveMetrics."""
+    live: LiveSamples | None = None
+    """The router's recent requests of canary and stable, asked for by ObserveMetrics."""
     command: str | None = None
     """Value of the `slm.dev/rollout-command` annotation."""
 

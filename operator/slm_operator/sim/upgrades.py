@@ -5,7 +5,7 @@ and KubeRay's incremental upgrade.
 with what the simulated fleet shows, and carries out its actions; the replica bounds of each
 revision come from `slm_operator.builder.revisions.revision_bounds`, its Serve autoscaling config
 from `build_engine_deployment`. The simulated canary is a good one: its golden prompts are answered
-(they are not judged here; the spec's prompts are dropped) and its live metrics are the fleet's.
+(they are not judged here; the spec's prompts are dropped) and its live samples are the fleet's.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from slm_operator.builder.revisions import ReplicaBounds, revision_bounds
 from slm_operator.builder.serve_config import build_engine_deployment
 from slm_operator.rollout.actions import ApplyRevisions, ObserveMetrics, RunValidation
 from slm_operator.rollout.decide import Observation, decide
-from slm_operator.rollout.gate import LiveMetrics, RevisionMetrics, ValidationRun
+from slm_operator.rollout.gate import ValidationRun
+from slm_operator.rollout.live import LiveSamples, RevisionSamples
 from slm_operator.sim.autoscalers import Autoscaler, Reported, queue_depth_autoscaler
-from slm_operator.sim.engine import percentile
+from slm_operator.sim.engine import EDGES
+from slm_serving.samples import DEFAULT_WINDOW
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 ROLLOUT_PASS_S = 5.0
@@ -153,7 +155,7 @@ class OperatorRollout:
             names = (action.canary, action.stable)
             self.snapshots = {action.since: {n: fleet.counters(units[n]) for n in names if n in units}}
 
-    def _live(self, fleet: FleetOps, units: dict[str, int]) -> LiveMetrics | None:
+    def _live(self, fleet: FleetOps, units: dict[str, int]) -> LiveSamples | None:
         canary = self.status.canary_revision
         stable = self.status.stable_revision
         if canary is None or stable is None or not self.snapshots or canary not in units or stable not in units:
@@ -162,18 +164,17 @@ class OperatorRollout:
         if canary not in base or stable not in base:
             return None
 
-        def metrics(name: str) -> RevisionMetrics:
+        def samples(name: str) -> RevisionSamples:
             admitted, failed, ttft, latency = fleet.counters(units[name])
             before = base[name]
-            lat_p95, ttft_p95 = percentile(latency - before[3], 95), percentile(ttft - before[2], 95)
-            return RevisionMetrics(
+            return RevisionSamples(
                 requests=int(admitted - before[0] + failed - before[1]),
                 errors=int(failed - before[1]),
-                p95_latency_ms=None if lat_p95 is None else lat_p95 * 1000,
-                p95_ttft_ms=None if ttft_p95 is None else ttft_p95 * 1000,
+                latency_ms=_window_samples_ms(latency - before[3]),
+                ttft_ms=_window_samples_ms(ttft - before[2]),
             )
 
-        return LiveMetrics(canary_revision=canary, canary=metrics(canary), stable=metrics(stable))
+        return LiveSamples(canary_revision=canary, canary=samples(canary), stable=samples(stable))
 
     def _apply(self, fleet: FleetOps, now: float, units: dict[str, int], actions: tuple[object, ...]) -> None:
         weights = {r.name: r.weight for r in self.status.revisions}
@@ -192,6 +193,16 @@ class OperatorRollout:
             if self.bounds.get(name) != bounds[name]:
                 fleet.set_autoscaler(units[name], _autoscaler(self.new_spec, self.status, name, bounds[name]))
         self.bounds = bounds
+
+
+def _window_samples_ms(histogram: np.ndarray) -> tuple[float, ...]:
+    """A histogram of the step's requests as the router's sample window would hold them: one sample
+    per request at its bin's upper edge, evenly thinned to the window's size."""
+    counts = np.maximum(histogram.astype(np.int64), 0)
+    values = np.repeat(EDGES[1:], counts) * 1000
+    if len(values) > DEFAULT_WINDOW:
+        values = values[np.linspace(0, len(values) - 1, DEFAULT_WINDOW).astype(np.intp)]
+    return tuple(float(v) for v in values)
 
 
 @dataclass

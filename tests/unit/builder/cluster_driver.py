@@ -16,7 +16,8 @@ from slm_operator.builder.cluster_change import ClusterChange
 from slm_operator.builder.cluster_plan import ClusterPlan, plan_cluster
 from slm_operator.builder.rayservice import build_rayservice
 from slm_operator.rollout.decide import decide
-from slm_operator.rollout.gate import LiveMetrics, ValidationRun
+from slm_operator.rollout.gate import ValidationRun
+from slm_operator.rollout.live import LiveSamples
 from slm_operator.status import status_document
 from tests.conftest import EXAMPLES
 from tests.harness.kuberay import KubeRayRules
@@ -52,7 +53,7 @@ class Driver:
         self,
         *,
         validation: ValidationRun | None = None,
-        live: LiveMetrics | None = None,
+        live: LiveSamples | None = None,
         command: str | None = None,
     ) -> ClusterChange | None:
         """One reconcile pass; KubeRay's decision on the RayService it writes (None: no cluster change)."""

@@ -12,7 +12,8 @@ from slm_operator.api.models import SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.api.revision import compute_revision
 from slm_operator.rollout.actions import ApplyRevisions, EmitEvent, ObserveMetrics, RunValidation
 from slm_operator.rollout.decide import Decision, Observation, RolloutSettings, decide
-from slm_operator.rollout.gate import LiveMetrics, PromptOutcome, RevisionMetrics, ValidationRun
+from slm_operator.rollout.gate import PromptOutcome, ValidationRun
+from slm_operator.rollout.live import LiveSamples, RevisionSamples
 from tests.conftest import EXAMPLES
 
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
@@ -47,11 +48,25 @@ def validation(canary: str, stable: str | None, wrong: int = 0, latency: float =
     return ValidationRun(canary, answers(canary, wrong, latency), stable, answers(stable) if stable is not None else ())
 
 
-GOOD_TRAFFIC = RevisionMetrics(requests=100, errors=0, p95_latency_ms=100, p95_ttft_ms=20)
+def traffic(requests: int = 100, errors: int = 0, latency: float = 100.0, ttft: float | None = None) -> RevisionSamples:
+    """Fixed samples: successes' latencies evenly spread over 0.8-1.2x `latency`, median `latency` (TTFT:
+    the same around `ttft`, else latency / 5)."""
+    count = requests - errors
+    spread = [0.8 + 0.4 * i / max(1, count - 1) for i in range(count)]
+    first = latency / 5 if ttft is None else ttft
+    return RevisionSamples(
+        requests=requests,
+        errors=errors,
+        latency_ms=tuple(latency * f for f in spread),
+        ttft_ms=tuple(first * f for f in spread),
+    )
 
 
-def live(canary: str, metrics: RevisionMetrics = GOOD_TRAFFIC) -> LiveMetrics:
-    return LiveMetrics(canary, metrics, GOOD_TRAFFIC)
+GOOD_TRAFFIC = traffic()
+
+
+def live(canary: str, samples: RevisionSamples = GOOD_TRAFFIC) -> LiveSamples:
+    return LiveSamples(canary, samples, GOOD_TRAFFIC)
 
 
 def observe(status: SLMDeploymentStatus | None, **overrides: Any) -> Observation:
@@ -86,7 +101,7 @@ class FakeShell:
     canary_wrong: int = 0
     canary_latency: float = 100.0
     live_latency: float | None = None
-    """Canary p95 under user traffic; `canary_latency` when None."""
+    """Canary's typical latency under user traffic; `canary_latency` when None."""
     crash_at: int | None = None
     crash_after_persist: bool = False
     status: SLMDeploymentStatus | None = None
@@ -146,12 +161,12 @@ class FakeShell:
             latency=self.canary_latency if is_canary else 100.0,
         )
 
-    def _live(self) -> LiveMetrics | None:
+    def _live(self) -> LiveSamples | None:
         asked, self.pending_metrics = self.pending_metrics, None
         if asked is None:
             return None
         latency = self.canary_latency if self.live_latency is None else self.live_latency
-        return live(asked.canary, RevisionMetrics(100, 0, p95_latency_ms=latency, p95_ttft_ms=latency / 5))
+        return live(asked.canary, traffic(latency=latency))
 
 
 def outcome(status: SLMDeploymentStatus) -> tuple[object, ...]:

@@ -23,9 +23,10 @@ from slm_operator.rollout.actions import (
     RunValidation,
 )
 from slm_operator.rollout.decide import Observation, decide
-from slm_operator.rollout.gate import NO_PROMPTS_NOTE, RevisionMetrics, ValidationRun
+from slm_operator.rollout.gate import NO_PROMPTS_NOTE, ValidationRun
+from slm_operator.rollout.live import LiveSamples
 from tests.unit.rollout import states
-from tests.unit.rollout.helpers import REV, SETTINGS, at, conditions, events, live, observe, spec, validation
+from tests.unit.rollout.helpers import REV, SETTINGS, at, conditions, events, live, observe, spec, traffic, validation
 
 A, B, C = REV["a"], REV["b"], REV["c"]
 TS = {"20": "2026-11-01T12:00:20Z"}
@@ -59,8 +60,8 @@ def none() -> None:
 
 NOT_RUNNING_CANARY = {"running": frozenset({A})}
 BAD = {"validation": validation(B, A, wrong=2)}
-SLOW_LIVE = {"live": live(B, RevisionMetrics(100, 0, p95_latency_ms=900, p95_ttft_ms=20))}
-FEW_LIVE = {"live": live(B, RevisionMetrics(5, 0, 100, 20))}
+SLOW_LIVE = {"live": live(B, traffic(latency=900, ttft=20))}
+FEW_LIVE = {"live": live(B, traffic(5))}
 APPLY_A = ApplyRevisions(((A, 100),))
 APPLY_A_B0 = ApplyRevisions(((A, 100), (B, 0)))
 APPLY_STEP0 = ApplyRevisions(((A, 80), (B, 20)))
@@ -236,7 +237,7 @@ ROWS: dict[str, Row] = {
     "canary-stopping-mid-step-is-judged-on-live-metrics": Row(
         states.step0,
         t=25,
-        observed={"running": frozenset({A}), "live": live(B, RevisionMetrics(50, 50))},
+        observed={"running": frozenset({A}), "live": live(B, traffic(50, errors=50))},
         phase=Phase.DEGRADED,
         canary=None,
         message="live error rate 1.000",
@@ -360,7 +361,12 @@ ROWS: dict[str, Row] = {
         weights=((A, 0), (B, 100)),
         acts=(APPLY_STEP1,),
         events=("TrafficStepStarted",),
-        check=lambda s: s.rollout is not None and s.rollout.step == 1,
+        check=lambda s: (
+            s.rollout is not None
+            and s.rollout.step == 1
+            and s.last_live is not None
+            and (s.last_live.revision, s.last_live.step, s.last_live.weight, s.last_live.outcome) == (B, 0, 20, "Pass")
+        ),
     ),
     "step-never-advances-unobserved": Row(
         states.step0,
@@ -376,7 +382,25 @@ ROWS: dict[str, Row] = {
         phase=Phase.PROGRESSING,
         weights=((A, 80), (B, 20)),
         acts=(OBSERVE_STEP0,),
-        message="waiting for 20 canary requests",
+        message="waiting for a conclusive comparison (5 of 20 canary requests so far)",
+    ),
+    "step-waits-while-the-comparison-is-inconclusive": Row(
+        states.step0,
+        t=300,
+        observed={"live": live(B, traffic(latency=300))},  # 3x the stable: right at maxLatencyRatio
+        phase=Phase.PROGRESSING,
+        weights=((A, 80), (B, 20)),
+        acts=(OBSERVE_STEP0,),
+        message="latency median 300 ms is 3.00x the stable's 100 ms (max 3x; n = 100/100): not yet conclusive",
+        check=lambda s: s.last_live is not None and s.last_live.outcome == "Inconclusive",
+    ),
+    "step-inconclusive-after-the-decisive-sample-count-passes": Row(
+        states.step0,
+        t=300,
+        observed={"live": LiveSamples(B, traffic(400, latency=300), traffic(400))},
+        weights=((A, 0), (B, 100)),
+        acts=(APPLY_STEP1,),
+        check=lambda s: s.last_live is not None and "not shown slower than allowed after 400" in s.last_live.reason,
     ),
     "metrics-of-another-canary-ignored": Row(
         states.step0,
@@ -396,7 +420,12 @@ ROWS: dict[str, Row] = {
         conditions={"Degraded": ("True", "RolledBack")},
         acts=(APPLY_A_B0,),
         events=("RolledBack",),
-        message="traffic step 1 (20%): p95 latency 900 ms is 9.00x",
+        message="traffic step 1 (20%): latency median 900 ms is 9.00x the stable's 100 ms",
+        check=lambda s: (
+            s.last_live is not None
+            and s.last_live.outcome == "Fail"
+            and [c.outcome for c in s.last_live.checks] == ["Fail", "Pass", "Pass"]
+        ),
     ),
     "step-breach-without-auto-rollback-holds-traffic-at-stable": Row(
         lambda: states.step0(False),

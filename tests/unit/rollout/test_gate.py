@@ -1,4 +1,4 @@
-"""The validation gate (golden prompts, canary vs stable) and the live step comparison."""
+"""The validation gate: golden prompts, canary vs stable."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ import pytest
 from slm_operator.api.models import ValidationSpec
 from slm_operator.rollout.gate import (
     NO_PROMPTS_NOTE,
-    LiveMetrics,
     PromptOutcome,
-    RevisionMetrics,
     ValidationRun,
-    compare_live,
     evaluate_validation,
     percentile,
 )
@@ -113,39 +110,3 @@ def test_long_answers_are_truncated_in_status() -> None:
 )
 def test_percentile_nearest_rank(values: list[float], q: float, expected: float) -> None:
     assert percentile(values, q) == expected
-
-
-def live(canary: RevisionMetrics, stable: RevisionMetrics) -> LiveMetrics:
-    return LiveMetrics("canary1", canary, stable)
-
-
-GOOD = RevisionMetrics(requests=100, errors=0, p95_latency_ms=100, p95_ttft_ms=20)
-
-
-@pytest.mark.parametrize(
-    ("metrics", "conclusive", "breach"),
-    [
-        pytest.param(live(GOOD, GOOD), True, None, id="equal"),
-        pytest.param(live(RevisionMetrics(5, 5, 900, 900), GOOD), False, None, id="too-few-requests-inconclusive"),
-        pytest.param(live(RevisionMetrics(100, 2, 100, 20), GOOD), True, "live error rate 0.020", id="errors"),
-        pytest.param(live(RevisionMetrics(100, 1, 100, 20), GOOD), True, None, id="errors-at-limit"),
-        pytest.param(live(RevisionMetrics(100, 0, 200, 20), GOOD), True, "p95 latency 200 ms is 2.00x", id="slow"),
-        pytest.param(live(RevisionMetrics(100, 0, 100, 40), GOOD), True, "p95 TTFT 40 ms is 2.00x", id="ttft"),
-        pytest.param(
-            live(RevisionMetrics(100, 0, 900, 900), RevisionMetrics(0)), True, None, id="no-stable-traffic-at-100"
-        ),
-        pytest.param(live(RevisionMetrics(100, 0, None, None), GOOD), True, None, id="no-latency-data"),
-    ],
-)
-def test_compare_live(metrics: LiveMetrics, conclusive: bool, breach: str | None) -> None:
-    verdict = compare_live(spec(), metrics, min_requests=20)
-    assert verdict.conclusive is conclusive
-    if breach is None:
-        assert verdict.breaches == ()
-    else:
-        assert len(verdict.breaches) == 1 and breach in verdict.breaches[0]
-
-
-def test_compare_live_with_zero_minimum_judges_one_request() -> None:
-    verdict = compare_live(spec(), live(RevisionMetrics(1, 1), RevisionMetrics(1)), min_requests=0)
-    assert verdict.conclusive and "live error rate 1.000" in verdict.breaches[0]

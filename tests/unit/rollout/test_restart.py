@@ -69,7 +69,7 @@ def test_live_breach_rolls_back_after_the_first_step() -> None:
     assert shell.reasons[-3:] == ["ValidationPassed", "TrafficStepStarted", "RolledBack"]
     degraded = next(c for c in status.conditions if c.type == "Degraded")
     assert (degraded.status, degraded.reason) == ("True", "RolledBack")
-    assert "traffic step 1 (20%): p95 latency 900 ms is 9.00x" in degraded.message
+    assert "traffic step 1 (20%): latency median 900 ms is 9.00x" in degraded.message
     assert "change the spec to retry" in status.message
 
 

@@ -1,10 +1,10 @@
-"""Parsing what the shells observe: router metrics (Prometheus text) and streamed OpenAI answers."""
+"""Parsing what the shells observe: router metrics (Prometheus text), the router's sample window and
+streamed OpenAI answers; the observer's cursor over that window."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import AsyncIterator
 
@@ -12,16 +12,18 @@ import httpx
 import pytest
 
 from slm_operator.api.models import GoldenPrompt
+from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.probes import (
-    RevisionCounters,
     StreamError,
-    _quantile_ms,
     chunk_text,
     expand_metrics_urls,
     parse_router_counters,
+    parse_samples,
     run_validation,
 )
-from slm_serving.metrics import LATENCY_BUCKETS
+from slm_operator.rollout.actions import ObserveMetrics
+from slm_operator.rollout.live import LiveSamples, RevisionSamples
+from slm_serving.samples import SampleWindow, parse_after
 
 SSE = {"content-type": "text/event-stream"}
 
@@ -40,6 +42,9 @@ ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completio
 ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="+Inf"} 90.0
 ray_slm_router_request_latency_seconds_count{revision="aaa",endpoint="completions"} 90.0
 ray_slm_router_request_latency_seconds_sum{revision="aaa",endpoint="completions"} 20.0
+# TYPE ray_slm_router_completion_tokens_total counter
+ray_slm_router_completion_tokens_total{revision="aaa"} 720.0
+ray_slm_router_prompt_tokens_total{revision="aaa"} 900.0
 # TYPE ray_other_metric gauge
 ray_other_metric{revision="aaa"} 7.0
 """
@@ -49,55 +54,80 @@ def test_counters_are_summed_per_revision_over_endpoints_and_codes() -> None:
     counters = parse_router_counters(EXPOSITION)
     assert set(counters) == {"aaa", "bbb"}
     assert (counters["aaa"].requests, counters["aaa"].errors) == (100, 10)
+    assert (counters["aaa"].prompt_tokens, counters["aaa"].completion_tokens) == (900, 720)
     assert counters["bbb"].requests == 5
-    assert counters["aaa"].latency_buckets == {0.1: 50, 0.5: 80, 1.0: 90, float("inf"): 90}
 
 
-def test_difference_of_snapshots_gives_the_traffic_in_between() -> None:
-    later = parse_router_counters(EXPOSITION)["aaa"]
-    earlier = RevisionCounters(requests=40, errors=2, latency_buckets={0.1: 40, 0.5: 40, 1.0: 40, float("inf"): 40})
-    metrics = later.minus(earlier)
-    assert (metrics.requests, metrics.errors) == (60, 8)
-    # 50 new observations: 10 ≤ 0.1 s, 30 in (0.1, 0.5], 10 in (0.5, 1.0]; p95 = rank 47.5 → in the last bucket.
-    assert metrics.p95_latency_ms == pytest.approx(875.0)
-    assert metrics.p95_ttft_ms is None
+def test_the_sample_window_round_trips_what_came_after_a_cursor() -> None:
+    window = SampleWindow(size=3)
+    window.keep(["aaa", "bbb"])
+    window.record("aaa", 200, 0.1)
+    cursor = parse_samples(json.loads(window.export(None))).last
+    window.record("aaa", 200, 0.25)
+    window.record("aaa", 503, 0.01)
+    window.record_ttft("bbb", 0.05)
+    window.record("bbb", 200, 0.3)
+    window.record("zzz", 200, 0.3)  # not routed to: not recorded
+    snapshot = parse_samples(json.loads(window.export(cursor)))
+    assert snapshot.last == 5 and set(snapshot.revisions) == {"aaa", "bbb"}
+    assert snapshot.revisions["aaa"] == RevisionSamples(requests=2, errors=1, latency_ms=(250.0,))
+    assert snapshot.revisions["bbb"] == RevisionSamples(requests=1, errors=0, latency_ms=(300.0,), ttft_ms=(50.0,))
 
 
-@pytest.mark.parametrize(
-    ("buckets", "q", "expected_ms"),
-    [
-        ({0.1: 100.0, float("inf"): 100.0}, 0.5, 50.0),
-        ({0.1: 0.0, 0.2: 100.0, float("inf"): 100.0}, 0.95, 195.0),
-        ({0.1: 10.0, float("inf"): 100.0}, 0.95, 100.0),  # beyond the last finite bucket: its bound
-        ({0.1: 0.0, float("inf"): 0.0}, 0.95, None),
-        ({}, 0.95, None),
-    ],
-)
-def test_quantile_is_prometheus_histogram_quantile(
-    buckets: dict[float, float], q: float, expected_ms: float | None
-) -> None:
-    got = _quantile_ms(buckets, q)
-    assert got == (pytest.approx(expected_ms) if expected_ms is not None else None)
+def test_the_window_is_bounded_and_forgets_revisions_no_longer_routed() -> None:
+    window = SampleWindow(size=3)
+    window.keep(["aaa"])
+    for _ in range(10):
+        window.record("aaa", 200, 0.1)
+    assert parse_samples(json.loads(window.export(0))).revisions["aaa"].requests == 3
+    window.keep(["bbb"])
+    assert set(parse_samples(json.loads(window.export(0))).revisions) == {"bbb"}
 
 
-@pytest.mark.parametrize(
-    "latencies_s",
-    [
-        [0.095] * 40 + [0.6] * 2,  # two slow requests of 42: p95 is a normal one
-        [0.08 + 0.001 * i for i in range(60)],  # 80-139 ms, spread out
-        [0.1] * 19 + [0.9],  # 20 requests: p95 falls between the two
-        [0.004, 0.012, 0.03, 0.2, 1.2, 7.0, 45.0],
-    ],
-)
-def test_the_routers_buckets_keep_a_p95_estimate_within_their_spacing(latencies_s: list[float]) -> None:
-    """The gate compares p95s that `_quantile_ms` estimates from the router's histogram buckets: the
-    estimate and the true p95 share a bucket, so they differ by at most the buckets' spacing (1.67x)."""
-    buckets = {bound: float(sum(1 for x in latencies_s if x <= bound)) for bound in [*LATENCY_BUCKETS, float("inf")]}
-    ordered = sorted(latencies_s)
-    true_p95 = ordered[math.ceil(0.95 * len(ordered)) - 1] * 1000
-    estimate = _quantile_ms(buckets, 0.95)
-    assert estimate is not None
-    assert true_p95 / 1.67 <= estimate <= true_p95 * 1.67, (estimate, true_p95)
+@pytest.mark.parametrize(("query", "after"), [("after=12", 12), ("x=1&after=0", 0), ("", None), ("after=-1", None)])
+def test_parse_after(query: str, after: int | None) -> None:
+    assert parse_after(query) == after
+
+
+@pytest.mark.parametrize("body", [{}, {"instance": "i", "last": 1, "revisions": {"a": {"requests": 1}}}, []])
+def test_a_malformed_window_is_a_value_error(body: object) -> None:
+    with pytest.raises(ValueError, match="unreadable sample window"):
+        parse_samples(body)
+
+
+def test_observer_reads_a_step_from_its_first_read_on_and_restarts_with_the_router() -> None:
+    """The observer against a real `SampleWindow` (the router's, without Serve around it)."""
+    window = SampleWindow()
+    window.keep(["can", "sta"])
+    window.record("can", 200, 0.5)  # before the step's first read: not the step's
+
+    def router(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=window.export(parse_after(request.url.query.decode())))
+
+    probes = ProbeLoop()
+    try:
+        observer = RolloutObserver(probes, transport=httpx.MockTransport(router))
+        action = ObserveMetrics("can", "sta", "2026-01-01T00:00:00Z")
+
+        def read() -> LiveSamples:
+            """One read, started as a pass starts it, and its result as a later pass takes it."""
+            observer.observe_live("http://router", action)
+            deadline = time.monotonic() + 10
+            while (live := observer.take()[1]) is None:
+                assert time.monotonic() < deadline, "no samples read"
+                time.sleep(0.01)
+            return live
+
+        assert read().canary.requests == 0  # the first read only takes the cursor
+        window.record("can", 200, 0.2)
+        window.record("sta", 200, 0.1)
+        live = read()
+        assert live.canary.latency_ms == (200.0,) and live.stable.latency_ms == (100.0,)
+        window.instance = "restarted"  # a new router: its window is read from its start on the next read
+        assert read().canary.requests == 0
+        assert observer.cursor == ("can", "2026-01-01T00:00:00Z", "restarted", 0)
+    finally:
+        probes.close()
 
 
 @pytest.mark.parametrize(
