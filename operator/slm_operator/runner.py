@@ -19,6 +19,9 @@ from slm_operator.metrics import OperatorMetrics
 from slm_operator.reconcile import Reconciler
 from slm_operator.settings import OperatorSettings
 
+_GRACEFUL_STOP_S = 1.0
+"""How long `operator_in_thread` lets kopf stop by itself before cancelling it."""
+
 
 def build_memo(settings: OperatorSettings) -> kopf.Memo:
     api = KubeApi(build_api_client(settings), settings)
@@ -74,14 +77,29 @@ def run_operator(settings: OperatorSettings) -> None:
 
 @contextlib.contextmanager
 def operator_in_thread(settings: OperatorSettings, ready_timeout: float = 30) -> Iterator[kopf.Memo]:
-    """The real operator in a background thread with its own event loop; stopped on exit."""
+    """The real operator in a background thread with its own event loop; stopped on exit.
+
+    Stopping sets kopf's stop flag (a graceful stop takes well under a second), then cancels the
+    operator if it is still running after `_GRACEFUL_STOP_S`: kopf 1.45.2's `run_tasks` waits a fixed 5 s
+    for tasks spawned during its own shutdown (a timer re-spawned by the last watch event) before it
+    cancels them, and tests and tools start and stop operators often.
+    """
     memo = build_memo(settings)
     stop, ready = threading.Event(), threading.Event()
     errors: list[BaseException] = []
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[None]]] = []
+
+    async def run() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append((asyncio.get_running_loop(), task))
+        await operate(settings, memo, stop, ready)
 
     def main() -> None:
         try:
-            asyncio.run(operate(settings, memo, stop, ready))
+            asyncio.run(run())
+        except asyncio.CancelledError:
+            pass  # cancelled on exit, below
         except BaseException as e:  # surfaced to the caller below
             errors.append(e)
             ready.set()
@@ -95,6 +113,10 @@ def operator_in_thread(settings: OperatorSettings, ready_timeout: float = 30) ->
         yield memo
     finally:
         stop.set()
+        thread.join(_GRACEFUL_STOP_S)
+        if thread.is_alive() and running:
+            loop, task = running[0]
+            loop.call_soon_threadsafe(task.cancel)
         thread.join(30)
         memo.reconciler.close()
         memo.events.close()
