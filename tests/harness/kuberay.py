@@ -141,9 +141,12 @@ class KubeRayWatch:
             raise AssertionError("KubeRay rules broken:\n" + "\n".join(self.violations))
 
     def drain(self, timeout: float = 5.0) -> None:
-        """Wait until the watch has seen the newest RayService write."""
-        newest = self.k8s.list_namespaced_custom_object(*RAYS)["metadata"]["resourceVersion"]
-        self._seen.wait_for(newest, timeout)
+        """Wait until the watch has seen the newest write of a stored RayService. Not the list's own
+        resourceVersion: that counts writes of every kind (one etcd revision), which a watch on
+        RayServices never sees, so waiting for it would always run into `timeout`."""
+        items = self.k8s.list_namespaced_custom_object(*RAYS)["items"]
+        newest = max((int(item["metadata"]["resourceVersion"]) for item in items), default=0)
+        self._seen.wait_for(str(newest), timeout)
 
     def on_write(self, rayservice: dict[str, Any]) -> None:
         """Hook for subclasses: called after the rules, for every ADDED or MODIFIED RayService."""
