@@ -1,9 +1,14 @@
 """Fixtures: an API server emulator with this project's CRD and KubeRay's RayService CRD, and the
 real kopf operator running in-process against it. The emulator stands in for the cluster, which
-cannot run here (no Docker, no kube-apiserver)."""
+cannot run here (no Docker, no kube-apiserver).
+
+`api`, `k8s` and `settings` are fresh for each test. Modules whose tests only send objects that are
+refused or judged without being stored (the validation tables) share one per module instead:
+`module_api`, `module_k8s`, `module_settings`."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import kopf
@@ -17,10 +22,28 @@ from tests.harness.emulator import EmulatorThread
 from tests.harness.kuberay import KubeRayWatch
 
 
-@pytest.fixture
-def api() -> Iterator[EmulatorThread]:
+@contextlib.contextmanager
+def _emulator() -> Iterator[EmulatorThread]:
     with EmulatorThread() as emulator:
         load_crds(emulator)
+        yield emulator
+
+
+def _settings_for(api: EmulatorThread) -> OperatorSettings:
+    return OperatorSettings(
+        kube_server=api.url,
+        namespaces="default",
+        peering_name="",
+        metrics_port=0,
+        health_port=0,
+        log_format="text",
+        dashboard_url_template="",  # no Ray here: replicas are estimated from KubeRay's application states
+    )
+
+
+@pytest.fixture
+def api() -> Iterator[EmulatorThread]:
+    with _emulator() as emulator:
         yield emulator
 
 
@@ -31,15 +54,23 @@ def k8s(api: EmulatorThread) -> kubernetes.client.CustomObjectsApi:
 
 @pytest.fixture
 def settings(api: EmulatorThread) -> OperatorSettings:
-    return OperatorSettings(
-        kube_server=api.url,
-        namespaces="default",
-        peering_name="",
-        metrics_port=0,
-        health_port=0,
-        log_format="text",
-        dashboard_url_template="",  # no Ray here: replicas are estimated from KubeRay's application states
-    )
+    return _settings_for(api)
+
+
+@pytest.fixture(scope="module")
+def module_api() -> Iterator[EmulatorThread]:
+    with _emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="module")
+def module_k8s(module_api: EmulatorThread) -> kubernetes.client.CustomObjectsApi:
+    return client_for(module_api)
+
+
+@pytest.fixture(scope="module")
+def module_settings(module_api: EmulatorThread) -> OperatorSettings:
+    return _settings_for(module_api)
 
 
 @pytest.fixture

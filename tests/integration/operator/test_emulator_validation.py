@@ -1,9 +1,11 @@
 """The API emulator refuses every malformed object of the table as kube-apiserver (with the webhook)
-would: 422, reason Invalid, one cause per error with its field path and the validator's message."""
+would: 422, reason Invalid, one cause per error with its field path and the validator's message.
+Every object is refused, so the tests share one emulator per module (checked after each test)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import kubernetes
 import pytest
@@ -11,11 +13,21 @@ import pytest
 from slm_operator.api.validation import validate_object
 from tests.fixtures.malformed import TABLE, Malformed
 from tests.harness.cluster import SLMD
+from tests.harness.emulator import EmulatorThread
 
 ROUTED = {"wrong-version", "wrong-kind"}
 """apiVersion and kind choose the URL: kubectl's 'no matches for kind' never reaches the server."""
 UNKNOWN_FIELDS = {"unknown-field", "unknown-top-level-spec-field"}
 """Refused by strict decoding (400) before validation, as kubectl's default `--validate=strict` makes it."""
+
+
+@pytest.fixture
+def k8s(
+    module_api: EmulatorThread, module_k8s: kubernetes.client.CustomObjectsApi
+) -> Iterator[kubernetes.client.CustomObjectsApi]:
+    """The module's emulator; a test that got an object stored would change what the next ones see."""
+    yield module_k8s
+    assert module_api.objects("slmdeployments") == []
 
 
 @pytest.mark.parametrize("case", [m for m in TABLE if m.id not in ROUTED | UNKNOWN_FIELDS], ids=lambda m: m.id)

@@ -1,12 +1,16 @@
 """The real kopf admission server over HTTPS, called with AdmissionReview requests as kube-apiserver
 sends them, answers exactly as `slm validate` does. The API server itself cannot run here: the test
-plays its part of the exchange (an httpx client that trusts the webhook's certificate)."""
+plays its part of the exchange (an httpx client that trusts the webhook's certificate).
+
+The webhook judges each review alone and the reviews store nothing, so one operator with its webhook
+serves the whole module."""
 
 from __future__ import annotations
 
 import copy
 import datetime
 import socket
+import ssl
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,17 +35,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def certs(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What cert-manager would mount: tls.crt and tls.key for the webhook's host."""
-    write_self_signed(tmp_path / "certs", ["localhost"], datetime.datetime.now(datetime.UTC))
-    return tmp_path / "certs"
+    directory = tmp_path_factory.mktemp("certs")
+    write_self_signed(directory, ["localhost"], datetime.datetime.now(datetime.UTC))
+    return directory
 
 
-@pytest.fixture
-def webhook(settings: OperatorSettings, certs: Path) -> Iterator[httpx.Client]:
+@pytest.fixture(scope="module")
+def webhook(module_settings: OperatorSettings, certs: Path) -> Iterator[httpx.Client]:
     port = _free_port()
-    with_webhook = settings.model_copy(
+    with_webhook = module_settings.model_copy(
         update={
             "webhook_port": port,
             "webhook_addr": "127.0.0.1",
@@ -50,7 +55,11 @@ def webhook(settings: OperatorSettings, certs: Path) -> Iterator[httpx.Client]:
         }
     )
     with operator_in_thread(with_webhook):
-        client = httpx.Client(base_url=f"https://localhost:{port}", verify=str(certs / "tls.crt"), timeout=10)
+        client = httpx.Client(
+            base_url=f"https://localhost:{port}",
+            verify=ssl.create_default_context(cafile=certs / "tls.crt"),
+            timeout=10,
+        )
         wait_for(lambda: _reachable(client), what="the webhook server")
         yield client
         client.close()
@@ -121,13 +130,14 @@ def test_a_metadata_only_update_of_an_invalid_object_passes(webhook: httpx.Clien
     assert _review(webhook, "UPDATE", changed, old)["allowed"] is False
 
 
-def test_self_signed_mode_serves_https_with_its_own_ca(settings: OperatorSettings) -> None:
+def test_self_signed_mode_serves_https_with_its_own_ca(module_settings: OperatorSettings) -> None:
     """Without cert-manager files the operator makes its own certificate (its CA is what the chart's
     ValidatingWebhookConfiguration gets as caBundle)."""
     from slm_operator.admission.webhook import build_webhook_server
 
     server = build_webhook_server(
-        settings.model_copy(update={"webhook_port": _free_port(), "webhook_host": "localhost"}), api_client=None
+        module_settings.model_copy(update={"webhook_port": _free_port(), "webhook_host": "localhost"}),
+        api_client=None,
     )
     assert isinstance(server, kopf.WebhookServer)
     pem = Path(str(server.certfile)).read_bytes()
