@@ -20,12 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	bash hack/install-tools.sh
 	touch $@
 
-# Two xdist workers: the tests that start Ray Serve + vLLM (marker `serving`, one xdist group) run one
-# after another on one worker; unit and emulator tests run on the other meanwhile.
-PYTEST_PARALLEL ?= -n 2 --dist loadgroup
-
+# Ray Serve + vLLM tests in one pytest run, everything else in a second one beside it (hack/run-tests.sh).
 test: install
-	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_FLAGS)
+	bash hack/run-tests.sh $(PY) $(PYTEST_FLAGS)
 
 # Everything but the tests that start Ray Serve and vLLM.
 test-fast: install

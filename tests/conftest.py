@@ -1,6 +1,4 @@
-"""Shared test configuration: markers that skip where the hardware or Docker is missing, and the one
-xdist group that keeps every test starting Ray Serve and vLLM on the same worker (`make test` runs
-two workers: one at a time of those, the emulator and unit tests beside them)."""
+"""Shared test configuration: markers that skip where the hardware or Docker is missing."""
 
 from __future__ import annotations
 
@@ -12,8 +10,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
-RAY_GROUP = "ray-serve"
-"""Tests marked `serving` start a local Ray with vLLM engines: two at once would fight over 2 cores."""
 
 
 def _has_gpu() -> bool:
@@ -32,8 +28,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     gpu = _has_gpu() if any("gpu" in i.keywords for i in items) else True
     docker = _has_docker() if any("kind" in i.keywords for i in items) else True
     for item in items:
-        if "serving" in item.keywords:
-            item.add_marker(pytest.mark.xdist_group(RAY_GROUP))
         if "gpu" in item.keywords and not gpu:
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi -L found none)"))
         if "kind" in item.keywords and not docker:
