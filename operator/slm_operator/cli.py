@@ -174,8 +174,11 @@ def plan(
     if not deployments:
         console.print(f"[red]✗[/red] {file}: no SLMDeployment")
         raise typer.Exit(code=1)
-    from slm_operator.sim.plan import build_plan, plan_json, print_plan
-
+    try:
+        from slm_operator.sim.plan import build_plan, plan_json, print_plan
+    except ModuleNotFoundError as missing:  # the simulator's numpy is the `sim` extra
+        console.print(f"[red]✗[/red] slm plan needs {missing.name}: pip install 'slm-operator\\[sim]'")
+        raise typer.Exit(code=1) from missing
     try:
         result = build_plan(deployments, hours=hours, gpu_type=gpu_type, trace=trace, rps=rps, seed=seed)
     except ValueError as error:

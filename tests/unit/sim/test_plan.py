@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from slm_operator.cli import app
@@ -38,3 +40,13 @@ def test_plan_replays_a_trace_and_refuses_an_unknown_gpu(tmp_path: Path) -> None
     assert "phi-3-mini/H100" in ok.output
     bad = CliRunner().invoke(app, ["plan", str(spec), "--hours", "0.1", "--gpu-type", "TPU-v9"])
     assert bad.exit_code == 1 and "no calibration for GPU type 'TPU-v9'" in bad.output
+
+
+def test_plan_without_numpy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install without the `sim` extra (numpy) gets a one-line fix, not a traceback."""
+    for name in [m for m in sys.modules if m == "numpy" or m.startswith(("numpy.", "slm_operator.sim"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # `import numpy` raises ModuleNotFoundError
+    result = CliRunner().invoke(app, ["plan", str(EXAMPLES / "tiny.yaml"), "--hours", "0.1"])
+    assert result.exit_code == 1, result.output
+    assert "slm plan needs numpy: pip install 'slm-operator[sim]'" in result.output
