@@ -62,8 +62,9 @@ def build_reference(crd: dict[str, Any]) -> str:
         "1. **Schema** (API server): the types, enums, bounds, patterns and lengths in the tables below; "
         "unknown fields are refused by kubectl's strict field validation.",
         "2. **CEL rules** (API server): the `Rules (CEL)` under each object below.",
-        "3. **Admission webhook** (the operator, `webhook.enabled` in the chart; also `slm validate` and the "
-        "operator's check of each new generation): what CEL cannot express. `metadata.name` is a DNS-1035 label "
+        "3. **Admission webhook** (the operator; on by default in the chart, `webhook.enabled`; also "
+        "`slm validate` and the operator's check of each new generation): what CEL cannot express. "
+        "`metadata.name` is a DNS-1035 label "
         "of at most 47 characters (KubeRay names the RayCluster `<name>-xxxxx` and its `-serve-svc` Service "
         "after it, within 63); model and adapter sources are well-formed and normalised, without credentials "
         "(`file://` only with `slm serve`); `engineArgs` set nothing the operator sets and no credential, "
