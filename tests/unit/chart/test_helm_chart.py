@@ -507,6 +507,48 @@ def test_helm_made_certificate_is_trusted_by_the_webhook_configuration(
     assert f"{env_of(documents)['SLM_WEBHOOK_HOST']}" in names
 
 
+def test_an_upgrade_keeps_the_certificate_and_the_ray_key_of_the_release(
+    chart: Path, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """`helm upgrade` renders with `lookup` against the cluster; so does `helm template
+    --dry-run=server`, here against the API emulator (tests/harness/emulator: Secrets by Kubernetes'
+    rules), which holds the Secrets a first install made."""
+    import kubernetes
+
+    from tests.harness.emulator import EmulatorThread
+
+    first = {s["metadata"]["name"]: s for s in of_kind(rendered["default"], "Secret")}
+    with EmulatorThread(namespaces=(NAMESPACE,)) as api:
+        core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=api.url)))
+        for secret in first.values():
+            core.create_namespaced_secret(NAMESPACE, {k: v for k, v in secret.items() if k != "status"})
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "emu", "cluster": {"server": api.url}}],
+                    "users": [{"name": "me", "user": {}}],
+                    "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me"}}],
+                    "current-context": "emu",
+                }
+            )
+        )
+        env = {"HOME": str(tmp_path), "KUBECONFIG": str(config), "PATH": "/usr/bin:/bin"}
+        command = [str(helm_binary()), "template", RELEASE, str(chart), "-n", NAMESPACE, "--dry-run=server"]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    again = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert {s["metadata"]["name"]: s["data"] for s in of_kind(again, "Secret")} == {
+        name: secret["data"] for name, secret in first.items()
+    }
+    [webhook] = only(again, "ValidatingWebhookConfiguration")["webhooks"]
+    assert webhook["clientConfig"]["caBundle"] == first["slm-slm-operator-webhook-tls"]["data"]["ca.crt"]
+    template = only(again, "Deployment")["spec"]["template"]["metadata"]
+    assert template == only(rendered["default"], "Deployment")["spec"]["template"]["metadata"]  # no restart
+
+
 def test_cert_manager_mode_injects_the_ca(rendered: dict[str, list[dict[str, Any]]]) -> None:
     documents = rendered["webhook-cert-manager"]
     configuration = only(documents, "ValidatingWebhookConfiguration")
