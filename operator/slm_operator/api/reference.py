@@ -68,8 +68,9 @@ def build_reference(crd: dict[str, Any]) -> str:
         "of at most 47 characters (KubeRay names the RayCluster `<name>-xxxxx` and its `-serve-svc` Service "
         "after it, within 63); model and adapter sources are well-formed and normalised, without credentials "
         "(`file://` only with `slm serve`); `engineArgs` set nothing the operator sets and no credential, "
-        "and `trust_remote_code` needs `model.trustRemoteCode`; quantities, node-selector labels and "
-        "tolerations follow Kubernetes' rules (and a toleration names its key); `expect.regex` compiles "
+        "and `trust_remote_code` needs `model.trustRemoteCode`; quantities, the labels of the node selector "
+        "and of `spec.network`'s selectors, and tolerations follow Kubernetes' rules (and a toleration "
+        "names its key); `expect.regex` compiles "
         "under RE2 and `expect.jsonSchema` is a JSON Schema. See docs/operations.md for what happens to "
         "writes while the operator is down.",
         "",
