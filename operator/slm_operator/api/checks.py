@@ -9,7 +9,8 @@ the expected type, so they can run beside the schema's errors and every problem 
   or empty segments, no credentials, no query; `file://` and local paths only for `slm serve`.
 - engine arguments: none the operator sets, none carrying a secret, `trust_remote_code` only with
   `model.trustRemoteCode: true`, small enough to live in a Ray Serve config.
-- golden-prompt expectations: `regex` compiles under RE2 (what the gate runs), `jsonSchema` is a schema.
+- golden-prompt expectations: `regex` compiles under RE2 (what the gate runs), `jsonSchema` is a schema
+  of at most `MAX_JSON_SCHEMA_BYTES` as JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ which must stay within Kubernetes' 63-character DNS label: 63 - 10 - 6 = 47. Kub
 DNS-1035 label (starts with a letter, no dots)."""
 
 MAX_ENGINE_ARGS_BYTES = 16384
+MAX_JSON_SCHEMA_BYTES = 16384
+"""`expect.jsonSchema` is free-form (the CRD keeps unknown fields there): bounded as JSON instead."""
 LOCAL_ONLY_SCHEMES = ("file",)
 
 _SECRET_KEY = re.compile(r"(token|secret|passw(or)?d|api_?key|credential|private_?key|access_?key)", re.I)
@@ -236,7 +239,9 @@ def _expect_errors(path: str, expect: dict[str, Any]) -> Iterator[FieldError]:
         except RegexError as error:
             yield _invalid(f"{path}.regex", regex, f"not a valid RE2 regular expression: {error}")
     schema = expect.get("jsonSchema")
-    if isinstance(schema, dict):
+    if isinstance(schema, dict) and len(json.dumps(schema)) > MAX_JSON_SCHEMA_BYTES:
+        yield FieldError(f"{path}.jsonSchema", f"Too long: must have at most {MAX_JSON_SCHEMA_BYTES} bytes as JSON")
+    elif isinstance(schema, dict):
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as error:

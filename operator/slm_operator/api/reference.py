@@ -70,9 +70,8 @@ def build_reference(crd: dict[str, Any]) -> str:
         "(`file://` only with `slm serve`); `engineArgs` set nothing the operator sets and no credential, "
         "and `trust_remote_code` needs `model.trustRemoteCode`; quantities, the labels of the node selector "
         "and of `spec.network`'s selectors, and tolerations follow Kubernetes' rules (and a toleration "
-        "names its key); `expect.regex` compiles "
-        "under RE2 and `expect.jsonSchema` is a JSON Schema. See docs/operations.md for what happens to "
-        "writes while the operator is down.",
+        "names its key); `expect.regex` compiles under RE2 and `expect.jsonSchema` is a JSON Schema of at "
+        "most 16 KiB as JSON. See docs/operations.md for what happens to writes while the operator is down.",
         "",
         "## Contents",
         "",
