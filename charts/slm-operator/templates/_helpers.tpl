@@ -113,3 +113,29 @@ the operator owns the RayServices it builds; kopf and the operator post Events.
   resources: [{{ ternary "clusterkopfpeerings" "kopfpeerings" (eq (include "slm-operator.clusterWide" .) "true") | quote }}]
   verbs: ["get", "list", "watch", "patch"]
 {{- end }}
+
+{{/*
+The webhook's CA and serving certificate for `webhook.certificates: helm`, as JSON {ca, crt, key}
+(PEM). The ones in the release's Secret when it has them (`lookup`), so `helm upgrade` keeps the
+certificate the pods serve and the caBundle the API server trusts; else a new CA and certificate
+(10 years). Made once per render (kept in .Values.webhook._tls) and shared by the Secret, the
+ValidatingWebhookConfiguration and the pods' checksum annotation. Renderers without cluster access
+(`helm template`, Argo CD) get a new pair on every render: use certManager there.
+*/}}
+{{- define "slm-operator.webhookTLS" -}}
+{{- if not (hasKey .Values.webhook "_tls") }}
+{{- $fullname := include "slm-operator.fullname" . }}
+{{- $service := printf "%s-webhook" $fullname }}
+{{- $host := printf "%s.%s.svc" $service .Release.Namespace }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (printf "%s-tls" $service) }}
+{{- $data := (and $existing $existing.data) | default dict }}
+{{- if and (index $data "ca.crt") (index $data "tls.crt") (index $data "tls.key") }}
+{{- $_ := set .Values.webhook "_tls" (dict "ca" (index $data "ca.crt" | b64dec) "crt" (index $data "tls.crt" | b64dec) "key" (index $data "tls.key" | b64dec)) }}
+{{- else }}
+{{- $ca := genCA (printf "%s-webhook-ca" $fullname) 3650 }}
+{{- $cert := genSignedCert $host nil (list $host (printf "%s.cluster.local" $host)) 3650 $ca }}
+{{- $_ := set .Values.webhook "_tls" (dict "ca" $ca.Cert "crt" $cert.Cert "key" $cert.Key) }}
+{{- end }}
+{{- end }}
+{{- toJson .Values.webhook._tls }}
+{{- end }}

@@ -3,12 +3,14 @@
 Each returns `FieldError`s for a plain (possibly ill-typed) object: the checks look only at values of
 the expected type, so they can run beside the schema's errors and every problem is reported at once.
 - `metadata.name`: a DNS-1035 label of at most `MAX_NAME_LENGTH` characters (KubeRay's derived names).
-- quantities, node-selector labels and tolerations with Kubernetes' own rules (`k8s_rules`).
+- quantities, the labels of the node selector and of `spec.network`'s selectors, and tolerations with
+  Kubernetes' own rules (`k8s_rules`).
 - model and adapter sources well-formed and normalised: known scheme, right number of parts, no `.`/`..`
   or empty segments, no credentials, no query; `file://` and local paths only for `slm serve`.
 - engine arguments: none the operator sets, none carrying a secret, `trust_remote_code` only with
   `model.trustRemoteCode: true`, small enough to live in a Ray Serve config.
-- golden-prompt expectations: `regex` compiles under RE2 (what the gate runs), `jsonSchema` is a schema.
+- golden-prompt expectations: `regex` compiles under RE2 (what the gate runs), `jsonSchema` is a schema
+  of at most `MAX_JSON_SCHEMA_BYTES` as JSON.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ which must stay within Kubernetes' 63-character DNS label: 63 - 10 - 6 = 47. Kub
 DNS-1035 label (starts with a letter, no dots)."""
 
 MAX_ENGINE_ARGS_BYTES = 16384
+MAX_JSON_SCHEMA_BYTES = 16384
+"""`expect.jsonSchema` is free-form (the CRD keeps unknown fields there): bounded as JSON instead."""
 LOCAL_ONLY_SCHEMES = ("file",)
 
 _SECRET_KEY = re.compile(r"(token|secret|passw(or)?d|api_?key|credential|private_?key|access_?key)", re.I)
@@ -98,6 +102,7 @@ def _spec_errors(spec: dict[str, Any], *, local: bool) -> Iterator[FieldError]:
         if isinstance(adapter, dict) and isinstance(adapter.get("source"), str):
             yield from _source_errors(f"spec.adapters[{index}].source", adapter["source"], local=local)
     yield from _resources_errors(_dict(spec.get("resources")))
+    yield from _network_errors(_dict(spec.get("network")))
     prompts = _list(_dict(_dict(spec.get("rollout")).get("validation")).get("prompts"))
     for index, prompt in enumerate(prompts):
         expect = _dict(_dict(prompt).get("expect"))
@@ -189,13 +194,7 @@ def _resources_errors(resources: dict[str, Any]) -> Iterator[FieldError]:
         if isinstance(value, int | str) and not k8s_rules.quantity_grammar_errors(value):
             for why in k8s_rules.resource_quantity_errors(resources[name]):
                 yield _invalid(f"spec.resources.{name}", resources[name], why)
-    for key, value in sorted(_dict(resources.get("nodeSelector")).items()):
-        path = f"spec.resources.nodeSelector.{key}"
-        for why in k8s_rules.qualified_name_errors(key):
-            yield _invalid(path, key, why)
-        if isinstance(value, str):
-            for why in k8s_rules.label_value_errors(value):
-                yield _invalid(path, value, why)
+    yield from _label_errors("spec.resources.nodeSelector", resources.get("nodeSelector"))
     for index, toleration in enumerate(_list(resources.get("tolerations"))):
         if not isinstance(toleration, dict):
             continue
@@ -210,6 +209,25 @@ def _resources_errors(resources: dict[str, Any]) -> Iterator[FieldError]:
             )
 
 
+def _label_errors(path: str, labels: Any) -> Iterator[FieldError]:
+    """Label keys and values (a node selector, a label selector's matchLabels) by Kubernetes' rules."""
+    for key, value in sorted(_dict(labels).items()):
+        for why in k8s_rules.qualified_name_errors(key):
+            yield _invalid(f"{path}.{key}", key, why)
+        if isinstance(value, str):
+            for why in k8s_rules.label_value_errors(value):
+                yield _invalid(f"{path}.{key}", value, why)
+
+
+def _network_errors(network: dict[str, Any]) -> Iterator[FieldError]:
+    """The label selectors the operator copies into the deployment's NetworkPolicy."""
+    for peers in ("servingFrom", "metricsFrom"):
+        for index, peer in enumerate(_list(network.get(peers))):
+            for selector in ("podSelector", "namespaceSelector"):
+                labels = _dict(_dict(peer).get(selector)).get("matchLabels")
+                yield from _label_errors(f"spec.network.{peers}[{index}].{selector}.matchLabels", labels)
+
+
 # ---------------------------------------------------------------- expectations
 
 
@@ -221,7 +239,9 @@ def _expect_errors(path: str, expect: dict[str, Any]) -> Iterator[FieldError]:
         except RegexError as error:
             yield _invalid(f"{path}.regex", regex, f"not a valid RE2 regular expression: {error}")
     schema = expect.get("jsonSchema")
-    if isinstance(schema, dict):
+    if isinstance(schema, dict) and len(json.dumps(schema)) > MAX_JSON_SCHEMA_BYTES:
+        yield FieldError(f"{path}.jsonSchema", f"Too long: must have at most {MAX_JSON_SCHEMA_BYTES} bytes as JSON")
+    elif isinstance(schema, dict):
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as error:

@@ -363,7 +363,7 @@ class ClusterUpgradeSpec(ApiModel):
 
 
 class LabelSelector(ApiModel):
-    match_labels: dict[str, str] = Field(
+    match_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default_factory=dict, max_length=16, description="Labels the selected objects all carry; empty selects all."
     )
 

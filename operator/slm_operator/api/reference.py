@@ -62,15 +62,16 @@ def build_reference(crd: dict[str, Any]) -> str:
         "1. **Schema** (API server): the types, enums, bounds, patterns and lengths in the tables below; "
         "unknown fields are refused by kubectl's strict field validation.",
         "2. **CEL rules** (API server): the `Rules (CEL)` under each object below.",
-        "3. **Admission webhook** (the operator, `webhook.enabled` in the chart; also `slm validate` and the "
-        "operator's check of each new generation): what CEL cannot express. `metadata.name` is a DNS-1035 label "
+        "3. **Admission webhook** (the operator; on by default in the chart, `webhook.enabled`; also "
+        "`slm validate` and the operator's check of each new generation): what CEL cannot express. "
+        "`metadata.name` is a DNS-1035 label "
         "of at most 47 characters (KubeRay names the RayCluster `<name>-xxxxx` and its `-serve-svc` Service "
         "after it, within 63); model and adapter sources are well-formed and normalised, without credentials "
         "(`file://` only with `slm serve`); `engineArgs` set nothing the operator sets and no credential, "
-        "and `trust_remote_code` needs `model.trustRemoteCode`; quantities, node-selector labels and "
-        "tolerations follow Kubernetes' rules (and a toleration names its key); `expect.regex` compiles "
-        "under RE2 and `expect.jsonSchema` is a JSON Schema. See docs/operations.md for what happens to "
-        "writes while the operator is down.",
+        "and `trust_remote_code` needs `model.trustRemoteCode`; quantities, the labels of the node selector "
+        "and of `spec.network`'s selectors, and tolerations follow Kubernetes' rules (and a toleration "
+        "names its key); `expect.regex` compiles under RE2 and `expect.jsonSchema` is a JSON Schema of at "
+        "most 16 KiB as JSON. See docs/operations.md for what happens to writes while the operator is down.",
         "",
         "## Contents",
         "",

@@ -2,9 +2,9 @@
 operator: under Python's `re` that pattern against a 40-character answer never returns and holds the GIL.
 
 The operator validates each new generation (the regex is compiled under RE2 there) and reconciles the
-other objects beside it, while `/healthz` keeps answering. The golden-prompt match itself needs a serving
-canary (Ray Serve, which this test does not start): it is the same `check_answer` exercised on the
-40-character answer in tests/unit/api/test_malformed.py.
+other objects beside it, while `/healthz` keeps answering. The golden-prompt match on a real answer,
+through the probe loop, the router and a vLLM revision, is tests/integration/serving/test_golden_prompts.py
+(it needs Ray Serve, which this test does not start).
 """
 
 from __future__ import annotations

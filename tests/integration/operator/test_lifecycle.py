@@ -107,28 +107,36 @@ def test_delete_garbage_collects_rayservice(
 def test_invalid_spec_sets_condition_and_builds_nothing(
     api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, operator: object
 ) -> None:
-    """The API server would refuse this object (422); objects stored before a CRD tightened its rules
-    are such objects, so the emulator's store receives it directly."""
+    """The API server would refuse these objects (422). Such objects are stored all the same when they
+    predate a CRD that tightened its rules (`tiny`: a CEL rule), or when they were written while no
+    operator replica answered the admission webhook, which fails open (`admitted`: a source only the
+    webhook refuses); so the emulator's store receives them directly."""
     bad = tiny()
     bad["spec"]["autoscaling"] = {"minReplicas": 3, "maxReplicas": 1}
-    with pytest.raises(kubernetes.client.ApiException) as refused:
-        k8s.create_namespaced_custom_object(*SLMD, bad)
-    assert refused.value.status == 422 and "spec.autoscaling.minReplicas" in refused.value.body
+    admitted = tiny("admitted")
+    admitted["spec"]["model"]["source"] = "hf://justonepart"
+    expected = {"tiny": "spec.autoscaling.minReplicas", "admitted": "spec.model.source"}
+    for obj in (bad, admitted):
+        with pytest.raises(kubernetes.client.ApiException) as refused:
+            k8s.create_namespaced_custom_object(*SLMD, obj)
+        assert refused.value.status == 422 and expected[obj["metadata"]["name"]] in refused.value.body
 
     def store_unchecked(handler: object) -> None:
         resource = handler.store.resources["slm.dev/v1alpha1/slmdeployments"]  # type: ignore[attr-defined]
         saved = list(resource.validators)
         resource.validators.clear()
         try:
-            handler.store.create(resource, "default", bad)  # type: ignore[attr-defined]
+            for obj in (bad, admitted):
+                handler.store.create(resource, "default", obj)  # type: ignore[attr-defined]
         finally:
             resource.validators[:] = saved
 
     api.call(store_unchecked)
-    obj = wait_for(lambda: (o := slmd(k8s)).get("status") and o)
-    ready = condition(obj, "Ready")
-    assert obj["status"]["phase"] == "Failed"
-    assert ready["reason"] == "InvalidSpec" and "spec.autoscaling.minReplicas" in ready["message"]
+    for name, field in expected.items():
+        obj = wait_for(lambda name=name: (o := slmd(k8s, name)).get("status") and o)
+        ready = condition(obj, "Ready")
+        assert obj["status"]["phase"] == "Failed"
+        assert ready is not None and ready["reason"] == "InvalidSpec" and field in ready["message"]
     assert not k8s.list_namespaced_custom_object(*RAYS)["items"]
     assert "InvalidSpec" in wait_for(lambda: {e["reason"] for e in api.objects("events")})
 

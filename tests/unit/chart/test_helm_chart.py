@@ -7,14 +7,17 @@ against the chart's own peering CRDs. On top: the chart's SLMDeployment CRD is t
 the pods are locked down, and RBAC grants exactly the listed permissions and nothing more.
 
 The chart declares no dependencies (KubeRay is a documented prerequisite), so the checkout itself is
-linted and rendered, with no network access. `helm install --dry-run=client` cannot be run here: Helm
-3.15-3.18 still asks the cluster for its version (helm/helm#13144); `helm template` is the same
-client-side render.
+linted and rendered, with no network access. The offline dry-run install is `helm template`: Helm runs
+it as `helm install` in dry-run, client-only mode. `helm install --dry-run=client` itself asks the
+cluster for its version first in Helm 3 (helm/helm#13144, open for 3.15-3.18; 3.17.2 is pinned here),
+so without a cluster it fails; `test_dry_run_install_without_a_cluster` pins down exactly that and
+checks the rendered install once a Helm without the bug is used.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import json
 import re
@@ -51,7 +54,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         }
     },
     "dashboard": {"dashboard": {"enabled": True, "namespace": "monitoring"}},
-    "webhook": {"webhook": {"enabled": True}},
+    "no-webhook": {"webhook": {"enabled": False}},
     "webhook-cert-manager": {
         "webhook": {"enabled": True, "certificates": "certManager"},
         "operator": {"watchNamespaces": ["team-a"]},
@@ -177,6 +180,20 @@ def test_helm_lint_strict(chart: Path, tmp_path: Path, name: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_dry_run_install_without_a_cluster(chart: Path, tmp_path: Path) -> None:
+    """No kubeconfig: the default API server (localhost:8080) refuses the connection at once."""
+    env = {"HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "none"), "PATH": "/usr/bin:/bin"}
+    command = [str(helm_binary()), "install", RELEASE, str(chart), "-n", NAMESPACE, "--dry-run=client"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=60)
+    version = run_helm("version", "--template", "{{.Version}}").stdout
+    if result.returncode != 0:  # helm/helm#13144: the reachability check runs even in client dry-run mode
+        assert version.startswith("v3."), f"{version}: {result.stderr}"
+        assert "INSTALLATION FAILED: Kubernetes cluster unreachable" in result.stderr, result.stderr
+        return
+    documents = [d for d in yaml.safe_load_all(result.stdout.split("MANIFEST:", 1)[1].split("NOTES:", 1)[0]) if d]
+    assert only(documents, "Deployment")["metadata"]["name"] == f"{RELEASE}-slm-operator"
+
+
 def test_chart_has_no_dependencies() -> None:
     """KubeRay is a prerequisite: a declared dependency would break lint/template/install offline."""
     assert "dependencies" not in yaml.safe_load((CHART / "Chart.yaml").read_text())
@@ -260,16 +277,19 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
         "SLM_KUBERAY_NAMESPACE": "",
         "SLM_KUBERAY_POD_LABELS": "app.kubernetes.io/name=kuberay-operator",
         "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
+        "SLM_WEBHOOK_PORT": "9443",
+        "SLM_WEBHOOK_HOST": "slm-slm-operator-webhook.slm-system.svc",
+        "SLM_WEBHOOK_CERT_DIR": "/etc/slm-webhook",
     }
     assert not of_kind(documents, "NetworkPolicy")  # the operator's own policy is opt-in
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": 8080, "health": 8081}
+    assert ports == {"metrics": 8080, "health": 8081, "webhook": 9443}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert only(documents, "ClusterKopfPeering")["metadata"]["name"] == "slm-operator"
     assert only(documents, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
-    service = only(documents, "Service")
-    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    for service in of_kind(documents, "Service"):  # metrics and webhook
+        assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
 def test_namespaced_mode(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -363,10 +383,13 @@ def test_namespaced_rbac_grants_nothing_cluster_wide(
 def test_service_monitor_scrapes_the_metrics_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
     documents = rendered["monitoring"]
     monitor = only(documents, "ServiceMonitor")
-    service = only(documents, "Service")
+    services = {s["metadata"]["name"]: s for s in of_kind(documents, "Service")}
+    service = services.pop("slm-slm-operator-metrics")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == [p["name"] for p in service["spec"]["ports"]]
+    scraped = {e["port"] for e in monitor["spec"]["endpoints"]}
+    assert not [s for s in services.values() if scraped & {p["name"] for p in s["spec"]["ports"]}]  # the webhook's
     pod_monitor = only(documents, "PodMonitor")
     assert pod_monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "slm-operator"}
 
@@ -430,12 +453,15 @@ def test_dashboard_metrics_exist_in_the_code(rendered: dict[str, list[dict[str, 
 # ---------------------------------------------------------------------------------- admission webhook
 
 
-def test_webhook_is_rendered_only_on_request(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    assert not of_kind(rendered["default"], "ValidatingWebhookConfiguration")
-    assert "SLM_WEBHOOK_PORT" not in env_of(rendered["default"])
+def test_webhook_is_on_by_default_and_can_be_turned_off(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    assert of_kind(rendered["default"], "ValidatingWebhookConfiguration")
+    documents = rendered["no-webhook"]
+    assert not of_kind(documents, "ValidatingWebhookConfiguration")
+    assert "SLM_WEBHOOK_PORT" not in env_of(documents)
+    assert "annotations" not in only(documents, "Deployment")["spec"]["template"]["metadata"]
 
 
-@pytest.mark.parametrize("name", ["webhook", "webhook-cert-manager"])
+@pytest.mark.parametrize("name", ["default", "webhook-cert-manager"])
 def test_webhook_fails_open_and_reaches_the_operator(rendered: dict[str, list[dict[str, Any]]], name: str) -> None:
     from slm_operator.admission.webhook import HANDLER_ID
 
@@ -464,16 +490,63 @@ def test_helm_made_certificate_is_trusted_by_the_webhook_configuration(
 
     from cryptography import x509
 
-    documents = rendered["webhook"]
+    documents = rendered["default"]
     [webhook] = only(documents, "ValidatingWebhookConfiguration")["webhooks"]
     ca = x509.load_pem_x509_certificate(base64.b64decode(webhook["clientConfig"]["caBundle"]))
     secret = next(s for s in of_kind(documents, "Secret") if s["metadata"]["name"].endswith("-tls"))
-    served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    assert secret["data"]["ca.crt"] == webhook["clientConfig"]["caBundle"]  # what the next upgrade reuses
+    served_pem = base64.b64decode(secret["data"]["tls.crt"])
+    served = x509.load_pem_x509_certificate(served_pem)
     served.verify_directly_issued_by(ca)
+    # the pods restart when the certificate changes (kopf reads it only when its server starts)
+    annotations = only(documents, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["checksum/webhook-tls"] == hashlib.sha256(served_pem).hexdigest()
     names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
         x509.DNSName
     )
     assert f"{env_of(documents)['SLM_WEBHOOK_HOST']}" in names
+
+
+def test_an_upgrade_keeps_the_certificate_and_the_ray_key_of_the_release(
+    chart: Path, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """`helm upgrade` renders with `lookup` against the cluster; so does `helm template
+    --dry-run=server`, here against the API emulator (tests/harness/emulator: Secrets by Kubernetes'
+    rules), which holds the Secrets a first install made."""
+    import kubernetes
+
+    from tests.harness.emulator import EmulatorThread
+
+    first = {s["metadata"]["name"]: s for s in of_kind(rendered["default"], "Secret")}
+    with EmulatorThread(namespaces=(NAMESPACE,)) as api:
+        core = kubernetes.client.CoreV1Api(kubernetes.client.ApiClient(kubernetes.client.Configuration(host=api.url)))
+        for secret in first.values():
+            core.create_namespaced_secret(NAMESPACE, {k: v for k, v in secret.items() if k != "status"})
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "emu", "cluster": {"server": api.url}}],
+                    "users": [{"name": "me", "user": {}}],
+                    "contexts": [{"name": "emu", "context": {"cluster": "emu", "user": "me"}}],
+                    "current-context": "emu",
+                }
+            )
+        )
+        env = {"HOME": str(tmp_path), "KUBECONFIG": str(config), "PATH": "/usr/bin:/bin"}
+        command = [str(helm_binary()), "template", RELEASE, str(chart), "-n", NAMESPACE, "--dry-run=server"]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    again = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert {s["metadata"]["name"]: s["data"] for s in of_kind(again, "Secret")} == {
+        name: secret["data"] for name, secret in first.items()
+    }
+    [webhook] = only(again, "ValidatingWebhookConfiguration")["webhooks"]
+    assert webhook["clientConfig"]["caBundle"] == first["slm-slm-operator-webhook-tls"]["data"]["ca.crt"]
+    template = only(again, "Deployment")["spec"]["template"]["metadata"]
+    assert template == only(rendered["default"], "Deployment")["spec"]["template"]["metadata"]  # no restart
 
 
 def test_cert_manager_mode_injects_the_ca(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -488,17 +561,18 @@ def test_cert_manager_mode_injects_the_ca(rendered: dict[str, list[dict[str, Any
     assert not [
         s for s in of_kind(documents, "Secret") if s["metadata"]["name"].endswith("-tls")
     ]  # cert-manager writes it
+    assert "annotations" not in only(documents, "Deployment")["spec"]["template"]["metadata"]
     selector = configuration["webhooks"][0]["namespaceSelector"]["matchExpressions"][0]
     assert selector["values"] == ["team-a"]  # only the watched namespaces are sent to the webhook
 
 
 def test_ray_token_key_secret_is_generated_unless_one_is_named(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    (secret,) = of_kind(rendered["default"], "Secret")
+    (secret,) = [s for s in of_kind(rendered["default"], "Secret") if not s["metadata"]["name"].endswith("-tls")]
     assert secret["metadata"]["name"] == "slm-slm-operator-ray-token-key"
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # survives uninstall/upgrade
     assert len(base64.b64decode(secret["data"]["key"])) == 64
     documents = rendered["network-policy"]
-    assert not of_kind(documents, "Secret")
+    assert [s["metadata"]["name"] for s in of_kind(documents, "Secret")] == ["slm-slm-operator-webhook-tls"]
     assert env_of(documents)["SLM_RAY_TOKEN_KEY"] == {"secretKeyRef": {"name": "my-ray-key", "key": "key"}}
     assert env_of(documents)["SLM_KUBERAY_NAMESPACE"] == "ray-system"
 
@@ -512,7 +586,7 @@ def test_operator_network_policy_admits_only_what_the_operator_needs(
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     ingress_ports = sorted(p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"])
-    assert ingress_ports == [8080, 8081]
+    assert ingress_ports == [8080, 8081, 9443]  # metrics, health, the API server's admission calls
     metrics_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == 8080)
     assert metrics_rule["from"] == VALUE_SETS["network-policy"]["networkPolicy"]["metricsFrom"]
     egress = {tuple(sorted(p["port"] for p in rule["ports"])): rule.get("to") for rule in policy["spec"]["egress"]}

@@ -13,10 +13,7 @@ and `.tools/bin` first on PATH:
   `<!-- doc-test: skip reason="…" -->` on the line before it (see `blocks.py`). An unmarked block is
   always run: one that cannot run here fails this test.
 
-Boundary fake, as in tests/unit/chart/test_helm_chart.py: the chart's optional KubeRay dependency
-(downloaded by `helm dependency build`, which needs network) is a placeholder chart in the scratch copy,
-so that documented `helm template`/`helm lint` commands render offline; its condition is off, so it
-renders nothing.
+The chart declares no dependencies, so documented `helm template`/`helm lint` commands render offline.
 """
 
 from __future__ import annotations
@@ -67,14 +64,6 @@ def _scratch_repository(root: Path) -> Path:
     for linked in (".venv", ".tools"):
         if (REPO_ROOT / linked).exists():
             (copy / linked).symlink_to(REPO_ROOT / linked)
-    chart = copy / "charts" / "slm-operator"
-    for dependency in yaml.safe_load((chart / "Chart.yaml").read_text()).get("dependencies", []):
-        placeholder = chart / "charts" / dependency["name"]
-        if not placeholder.exists():
-            placeholder.mkdir(parents=True)
-            (placeholder / "Chart.yaml").write_text(
-                yaml.safe_dump({"apiVersion": "v2", "name": dependency["name"], "version": dependency["version"]})
-            )
     return copy
 
 
