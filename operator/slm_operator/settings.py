@@ -69,11 +69,6 @@ class OperatorSettings(BaseSettings):
         default="http://{name}-serve-svc.{namespace}.svc:8000",
         description="Where the operator reaches an SLMDeployment's router (golden prompts, pinned).",
     )
-    metrics_url_template: str = Field(
-        default="http://{pod_ip}:8080/metrics",
-        description="Comma-separated Prometheus endpoints with the router's metrics (Ray's metrics agents); "
-        "an entry with {pod_ip} stands for every Running pod of the SLMDeployment's RayService.",
-    )
     dashboard_url_template: str = Field(
         default="http://{name}-head-svc.{namespace}.svc:8265",
         description="Ray dashboard of an SLMDeployment's RayService: Serve's replica counts per revision; "

@@ -398,7 +398,7 @@ class NetworkSpec(ApiModel):
         default=None,
         max_length=16,
         description="Who may scrape Ray's metrics port (8080), e.g. Prometheus's namespace. "
-        "Unset: every pod of the SLMDeployment's namespace. The operator may always.",
+        "Unset: every pod of the SLMDeployment's namespace.",
     )
 
 

@@ -39,7 +39,6 @@ def _settings(base: OperatorSettings, local: LocalServe) -> OperatorSettings:
     return base.model_copy(
         update={
             "router_url_template": local.url,
-            "metrics_url_template": local.metrics_url,
             "dashboard_url_template": local.dashboard_url,
             "dashboard_token": SecretStr(local.dashboard_token) if local.dashboard_token else None,
             "rollout_interval_seconds": 1,

@@ -75,7 +75,6 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("slm.dev", "slmdeployments/finalizers"): {"update"},
     ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "events"): {"create", "patch"},
-    ("", "pods"): {"list"},
     ("", "serviceaccounts"): {"get", "create"},
     ("", "secrets"): {"create"},  # the Ray token Secret; never get/list/watch: no Secret is ever read
     ("networking.k8s.io", "networkpolicies"): {"get", "create", "update"},
@@ -518,5 +517,5 @@ def test_operator_network_policy_admits_only_what_the_operator_needs(
     egress = {tuple(sorted(p["port"] for p in rule["ports"])): rule.get("to") for rule in policy["spec"]["egress"]}
     assert egress[(53, 53)] is None  # DNS
     assert egress[(6443,)] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]  # the API server only
-    (ray_pods,) = egress[(8000, 8080, 8265)]
+    (ray_pods,) = egress[(8000, 8265)]
     assert ray_pods["podSelector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "slm-operator"}}

@@ -1,4 +1,4 @@
-"""Parsing what the shells observe: router metrics (Prometheus text), the router's sample window and
+"""Parsing what the shells observe: the router's sample window and
 streamed OpenAI answers; the observer's cursor over that window."""
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.probes import (
     StreamError,
     chunk_text,
-    expand_metrics_urls,
-    parse_router_counters,
     parse_samples,
     run_validation,
 )
@@ -26,36 +24,6 @@ from slm_operator.rollout.live import LiveSamples, RevisionSamples
 from slm_serving.samples import SampleWindow, parse_after
 
 SSE = {"content-type": "text/event-stream"}
-
-EXPOSITION = """\
-# HELP ray_slm_router_requests_total Requests answered by the router.
-# TYPE ray_slm_router_requests_total counter
-ray_slm_router_requests_total{revision="aaa",endpoint="completions",code="200"} 90.0
-ray_slm_router_requests_total{revision="aaa",endpoint="chat",code="500"} 10.0
-ray_slm_router_requests_total{revision="bbb",endpoint="completions",code="200"} 5.0
-# TYPE ray_slm_router_errors_total counter
-ray_slm_router_errors_total{revision="aaa",endpoint="chat",code="500"} 10.0
-# TYPE ray_slm_router_request_latency_seconds histogram
-ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="0.1"} 50.0
-ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="0.5"} 80.0
-ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="1.0"} 90.0
-ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="+Inf"} 90.0
-ray_slm_router_request_latency_seconds_count{revision="aaa",endpoint="completions"} 90.0
-ray_slm_router_request_latency_seconds_sum{revision="aaa",endpoint="completions"} 20.0
-# TYPE ray_slm_router_completion_tokens_total counter
-ray_slm_router_completion_tokens_total{revision="aaa"} 720.0
-ray_slm_router_prompt_tokens_total{revision="aaa"} 900.0
-# TYPE ray_other_metric gauge
-ray_other_metric{revision="aaa"} 7.0
-"""
-
-
-def test_counters_are_summed_per_revision_over_endpoints_and_codes() -> None:
-    counters = parse_router_counters(EXPOSITION)
-    assert set(counters) == {"aaa", "bbb"}
-    assert (counters["aaa"].requests, counters["aaa"].errors) == (100, 10)
-    assert (counters["aaa"].prompt_tokens, counters["aaa"].completion_tokens) == (900, 720)
-    assert counters["bbb"].requests == 5
 
 
 def test_the_sample_window_round_trips_what_came_after_a_cursor() -> None:
@@ -174,28 +142,6 @@ def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts(
     ]
     assert [o.answer for o in run.outcomes] == ["answer to p1", "answer to p2"]
     assert [o.name for o in run.baseline] == ["p1", "p2"] and run.baseline_revision == "stable"
-
-
-@pytest.mark.parametrize(
-    ("template", "pod_ips", "expected"),
-    [
-        (
-            "http://{pod_ip}:8080/metrics",
-            ["10.0.0.1", "10.0.0.2"],
-            ["http://10.0.0.1:8080/metrics", "http://10.0.0.2:8080/metrics"],
-        ),
-        ("http://{pod_ip}:8080/metrics", [], []),
-        ("http://{pod_ip}:9/m", ["fd00::1"], ["http://[fd00::1]:9/m"]),
-        (
-            "http://{name}-head-svc.{namespace}.svc:8080/metrics",
-            ["10.0.0.1"],
-            ["http://tiny-head-svc.prod.svc:8080/metrics"],
-        ),
-        (" http://a/m , ,http://{pod_ip}/m", ["10.0.0.1"], ["http://a/m", "http://10.0.0.1/m"]),
-    ],
-)
-def test_expand_metrics_urls(template: str, pod_ips: list[str], expected: list[str]) -> None:
-    assert expand_metrics_urls(template, "tiny", "prod", pod_ips) == expected
 
 
 def test_an_error_chunk_after_a_200_fails_the_prompt() -> None:
