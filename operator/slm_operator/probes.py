@@ -147,6 +147,8 @@ class SamplesSnapshot:
     """Sequence number of the newest record: the cursor for the next read."""
     revisions: dict[str, RevisionSamples]
     """What each revision recorded after the cursor asked for (empty without one)."""
+    tokens: dict[str, tuple[int, int]]
+    """Per revision, (prompt, completion) tokens since this router instance first routed to it."""
 
 
 async def fetch_samples(
@@ -175,6 +177,9 @@ def parse_samples(body: Any) -> SamplesSnapshot:
             )
             for name, entry in (body.get("revisions") or {}).items()
         }
-        return SamplesSnapshot(instance=str(body["instance"]), last=int(body["last"]), revisions=revisions)
-    except (KeyError, TypeError, AttributeError) as error:
+        tokens = {str(name): (int(pair[0]), int(pair[1])) for name, pair in (body.get("tokens") or {}).items()}
+        return SamplesSnapshot(
+            instance=str(body["instance"]), last=int(body["last"]), revisions=revisions, tokens=tokens
+        )
+    except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise ValueError(f"unreadable sample window from the router: {error!r}") from error

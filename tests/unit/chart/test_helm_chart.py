@@ -28,6 +28,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from slm_operator.rollout.cost import Prices
+from slm_operator.settings import OperatorSettings
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART = REPO_ROOT / "charts" / "slm-operator"
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
@@ -238,7 +241,7 @@ def test_chart_carries_kopf_peering_crds(rendered: dict[str, list[dict[str, Any]
 # ------------------------------------------------------------------------------ operator workload
 
 
-def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
     documents = rendered["default"]
     deployment = only(documents, "Deployment")
     container = operator_pod(documents)["containers"][0]
@@ -258,8 +261,14 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
         "SLM_OPERATOR_POD_LABELS": "app.kubernetes.io/instance=slm,app.kubernetes.io/name=slm-operator",
         "SLM_KUBERAY_NAMESPACE": "",
         "SLM_KUBERAY_POD_LABELS": "app.kubernetes.io/name=kuberay-operator",
+        "SLM_GPU_HOUR_PRICES": '{"*":2,"NVIDIA-A100-SXM4-40GB":3,"NVIDIA-H100-80GB-HBM3":4,"NVIDIA-L4":0.8}',
+        "SLM_CPU_HOUR_PRICE": "0.04",
         "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
     }
+    # The chart's prices are the operator's own defaults, read back the way the operator reads them.
+    for key in ("SLM_GPU_HOUR_PRICES", "SLM_CPU_HOUR_PRICE"):
+        monkeypatch.setenv(key, env_of(documents)[key])
+    assert OperatorSettings().prices == Prices()
     assert not of_kind(documents, "NetworkPolicy")  # the operator's own policy is opt-in
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}

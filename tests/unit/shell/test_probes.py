@@ -36,7 +36,10 @@ def test_the_sample_window_round_trips_what_came_after_a_cursor() -> None:
     window.record_ttft("bbb", 0.05)
     window.record("bbb", 200, 0.3)
     window.record("zzz", 200, 0.3)  # not routed to: not recorded
+    window.record_tokens("aaa", 9, 4)
+    window.record_tokens("zzz", 9, 4)
     snapshot = parse_samples(json.loads(window.export(cursor)))
+    assert snapshot.tokens == {"aaa": (9, 4), "bbb": (0, 0)}
     assert snapshot.last == 5 and set(snapshot.revisions) == {"aaa", "bbb"}
     assert snapshot.revisions["aaa"] == RevisionSamples(requests=2, errors=1, latency_ms=(250.0,))
     assert snapshot.revisions["bbb"] == RevisionSamples(requests=1, errors=0, latency_ms=(300.0,), ttft_ms=(50.0,))
@@ -57,7 +60,15 @@ def test_parse_after(query: str, after: int | None) -> None:
     assert parse_after(query) == after
 
 
-@pytest.mark.parametrize("body", [{}, {"instance": "i", "last": 1, "revisions": {"a": {"requests": 1}}}, []])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"instance": "i", "last": 1, "revisions": {"a": {"requests": 1}}},
+        [],
+        {"instance": "i", "last": 1, "tokens": {"a": [1]}},
+    ],
+)
 def test_a_malformed_window_is_a_value_error(body: object) -> None:
     with pytest.raises(ValueError, match="unreadable sample window"):
         parse_samples(body)
@@ -68,6 +79,7 @@ def test_observer_reads_a_step_from_its_first_read_on_and_restarts_with_the_rout
     window = SampleWindow()
     window.keep(["can", "sta"])
     window.record("can", 200, 0.5)  # before the step's first read: not the step's
+    window.record_tokens("can", 30, 7)
 
     def router(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=window.export(parse_after(request.url.query.decode())))
@@ -88,12 +100,20 @@ def test_observer_reads_a_step_from_its_first_read_on_and_restarts_with_the_rout
 
         assert read().canary.requests == 0  # the first read only takes the cursor
         window.record("can", 200, 0.2)
+        window.record_tokens("can", 12, 5)
         window.record("sta", 200, 0.1)
+        window.record_tokens("sta", 10, 4)
         live = read()
         assert live.canary.latency_ms == (200.0,) and live.stable.latency_ms == (100.0,)
+        # Tokens are counted, not sampled: the totals since the first read, exactly.
+        assert (live.canary.prompt_tokens, live.canary.completion_tokens) == (12, 5)
+        assert (live.stable.prompt_tokens, live.stable.completion_tokens) == (10, 4)
+        window.record_tokens("can", 1, 1)
+        assert read().canary.completion_tokens == 6
         window.instance = "restarted"  # a new router: its window is read from its start on the next read
         assert read().canary.requests == 0
         assert observer.cursor == ("can", "2026-01-01T00:00:00Z", "restarted", 0)
+        assert observer.token_base == {}  # a restarted router counts its tokens from zero
     finally:
         probes.close()
 
