@@ -248,7 +248,17 @@ def summary_line(status: SLMDeploymentStatus | None) -> str:
     if status is None:
         return "Pending"
     weights = ", ".join(f"{r.name}({r.role}) {r.weight}%" for r in status.revisions)
-    return f"[bold]{status.phase.value}[/bold] {weights} — {status.message}"
+    line = f"[bold]{status.phase.value}[/bold] {weights} — {status.message}"
+    cost = status.last_cost
+    if cost is not None and cost.revision == status.canary_revision:
+        figures = ", ".join(
+            f"{c.role} {c.cost_per_million_output_tokens:.4g}"
+            for c in cost.revisions
+            if c.cost_per_million_output_tokens is not None
+        )
+        ratio = f"; ratio {cost.ratio:.2f}x" if cost.ratio is not None else ""
+        line += f"\n  cost per million output tokens: {figures or 'no tokens yet'}{ratio} ({cost.outcome})"
+    return line
 
 
 def print_event(console: Console, event: LocalEvent) -> None:

@@ -189,19 +189,6 @@ class KubeApi:
             )
         )
 
-    def list_running_pod_ips(self, namespace: str, label_selector: str) -> list[str]:
-        """IPs of the Running pods that match `label_selector`, sorted."""
-        answer = translate(
-            lambda: self._client.sanitize_for_serialization(  # type: ignore[no-untyped-call]
-                self._core.list_namespaced_pod(namespace, label_selector=label_selector, _request_timeout=self._timeout)
-            )
-        )
-        return sorted(
-            pod["status"]["podIP"]
-            for pod in answer.get("items") or []
-            if (pod.get("status") or {}).get("phase") == "Running" and (pod.get("status") or {}).get("podIP")
-        )
-
     def _plain(self, call: Callable[[], object]) -> dict[str, Any]:
         """A typed-client call's answer as the JSON dict the API server sent."""
         return translate(lambda: self._client.sanitize_for_serialization(call()))  # type: ignore[no-untyped-call]

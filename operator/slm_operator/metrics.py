@@ -6,7 +6,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from slm_operator.api.models import Phase, RevisionStatus
+from slm_operator.api.models import Phase, RevisionStatus, SLMDeploymentStatus
 
 
 class OperatorMetrics:
@@ -46,6 +46,26 @@ class OperatorMetrics:
         )
         self._revisions: dict[tuple[str, str], set[str]] = {}
 
+        self.cost_per_million = Gauge(
+            "slm_revision_cost_per_million_output_tokens",
+            "Cost per million output tokens of canary and stable over the current traffic step (status.lastCost).",
+            ["namespace", "name", "revision", "role"],
+            registry=self.registry,
+        )
+        self.accelerator_seconds = Gauge(
+            "slm_revision_accelerator_seconds",
+            "GPU-seconds (CPU-core-seconds for CPU revisions) of canary and stable over the current traffic step.",
+            ["namespace", "name", "revision", "role"],
+            registry=self.registry,
+        )
+        self.cost_ratio = Gauge(
+            "slm_rollout_cost_ratio",
+            "The canary's cost per output token over the stable's at equal traffic share (maxCostRatio's figure).",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self._costed: dict[tuple[str, str], set[tuple[str, str]]] = {}
+
     def set_replicas(self, namespace: str, name: str, revisions: list[RevisionStatus]) -> None:
         """One ready and one desired series per live revision; a revision that is gone loses its series."""
         live = {r.name for r in revisions}
@@ -59,6 +79,32 @@ class OperatorMetrics:
                 self.replicas.labels(namespace, name, revision.name, "desired").set(revision.desired_replicas)
         if live:
             self._revisions[(namespace, name)] = live
+
+    def set_costs(self, namespace: str, name: str, status: SLMDeploymentStatus | None) -> None:
+        """Canary and stable series while the rollout `status.lastCost` describes is in progress;
+        none otherwise (a finished rollout's figures stay in status only)."""
+        cost = status.last_cost if status is not None else None
+        if cost is not None and (status is None or status.canary_revision != cost.revision):
+            cost = None
+        shown: set[tuple[str, str]] = {(c.revision, c.role) for c in cost.revisions} if cost is not None else set()
+        for gone in self._costed.pop((namespace, name), set()) - shown:
+            for gauge in (self.cost_per_million, self.accelerator_seconds):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, name, *gone)
+        if cost is not None:
+            for entry in cost.revisions:
+                self.accelerator_seconds.labels(namespace, name, entry.revision, entry.role).set(
+                    entry.accelerator_seconds
+                )
+                per_million = entry.cost_per_million_output_tokens
+                if per_million is not None:
+                    self.cost_per_million.labels(namespace, name, entry.revision, entry.role).set(per_million)
+            self._costed[(namespace, name)] = shown
+        if cost is not None and cost.ratio is not None:
+            self.cost_ratio.labels(namespace, name).set(cost.ratio)
+        else:
+            with contextlib.suppress(KeyError):
+                self.cost_ratio.remove(namespace, name)
 
     def record_quality(self, namespace: str, name: str, revision: str, pass_rate: float) -> None:
         self.quality.labels(namespace, name, revision).set(pass_rate)

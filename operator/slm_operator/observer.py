@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -86,6 +87,9 @@ class RolloutObserver:
     live: LiveSamples | None = None
     cursor: tuple[str, str, str, int] | None = None
     """(canary, step start, router instance, sequence number): where the current step's samples begin."""
+    token_base: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """The router's token totals per revision where the cursor was taken: the step's tokens are the
+    totals of later reads minus these."""
     generation: int | None = None
     _replicas: RevisionReplicas | None = None
     _replicas_read_at: float = float("-inf")
@@ -213,11 +217,23 @@ class RolloutObserver:
         empty = RevisionSamples()
         with self._guard:
             if not fresh:
+                # A restarted router (known, other instance) counts from zero: all of its window is this step's.
                 self.cursor = (*step, snapshot.instance, 0 if known is not None else snapshot.last)
+                self.token_base = {} if known is not None else dict(snapshot.tokens)
+
+            def step_samples(revision: str) -> RevisionSamples:
+                prompt, completion = snapshot.tokens.get(revision, (0, 0))
+                base_prompt, base_completion = self.token_base.get(revision, (0, 0))
+                return dataclasses.replace(
+                    revisions.get(revision, empty),
+                    prompt_tokens=max(0, prompt - base_prompt),
+                    completion_tokens=max(0, completion - base_completion),
+                )
+
             self.live = LiveSamples(
                 canary_revision=action.canary,
-                canary=revisions.get(action.canary, empty),
-                stable=revisions.get(action.stable, empty),
+                canary=step_samples(action.canary) if fresh else empty,
+                stable=step_samples(action.stable) if fresh else empty,
             )
 
     def _replicas_done(self, details: dict[str, Any] | httpx.HTTPError, revisions: list[str]) -> None:

@@ -1,5 +1,5 @@
 """What the rollout shells observe over HTTP: golden prompts pinned to a revision, the router's recent
-requests per revision (for the live comparison), and its Prometheus metrics.
+requests per revision (for the live comparison and the cost per token).
 
 Both shells (the kopf operator in a cluster, `slm serve` on one machine) use these, so validation
 means the same thing everywhere: streamed OpenAI requests through the router, pinned with the
@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from httpx_sse import SSEError, aconnect_sse
-from prometheus_client.parser import text_string_to_metric_families
 
 from slm_operator.api.models import GoldenPrompt
 from slm_operator.rollout.gate import PromptOutcome, ValidationRun
@@ -30,9 +29,6 @@ PROMPT_TIMEOUT_S = 120.0
 VALIDATION_DEADLINE_S = 600.0
 """Longest a whole validation run (warm-ups, every prompt on canary and stable) may take."""
 SAMPLES_TIMEOUT_S = 5.0
-SCRAPE_TIMEOUT_S = 10.0
-METRIC_PREFIX = "ray_slm_router_"
-"""The router's metrics as Ray's metrics agent exports them (`ray_` + the name in slm_serving.metrics)."""
 
 
 async def send_golden_prompt(
@@ -151,6 +147,8 @@ class SamplesSnapshot:
     """Sequence number of the newest record: the cursor for the next read."""
     revisions: dict[str, RevisionSamples]
     """What each revision recorded after the cursor asked for (empty without one)."""
+    tokens: dict[str, tuple[int, int]]
+    """Per revision, (prompt, completion) tokens since this router instance first routed to it."""
 
 
 async def fetch_samples(
@@ -179,81 +177,9 @@ def parse_samples(body: Any) -> SamplesSnapshot:
             )
             for name, entry in (body.get("revisions") or {}).items()
         }
-        return SamplesSnapshot(instance=str(body["instance"]), last=int(body["last"]), revisions=revisions)
-    except (KeyError, TypeError, AttributeError) as error:
+        tokens = {str(name): (int(pair[0]), int(pair[1])) for name, pair in (body.get("tokens") or {}).items()}
+        return SamplesSnapshot(
+            instance=str(body["instance"]), last=int(body["last"]), revisions=revisions, tokens=tokens
+        )
+    except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise ValueError(f"unreadable sample window from the router: {error!r}") from error
-
-
-# ---------------------------------------------------------------- Prometheus counters
-
-
-@dataclass
-class RevisionCounters:
-    """Cumulative router counters of one revision (all endpoints and router replicas together)."""
-
-    requests: float = 0.0
-    errors: float = 0.0
-    prompt_tokens: float = 0.0
-    completion_tokens: float = 0.0
-
-    def add(self, other: RevisionCounters) -> None:
-        self.requests += other.requests
-        self.errors += other.errors
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-
-
-_COUNTERS = {
-    "requests_total": "requests",
-    "errors_total": "errors",
-    "prompt_tokens_total": "prompt_tokens",
-    "completion_tokens_total": "completion_tokens",
-}
-
-
-def parse_router_counters(exposition: str) -> dict[str, RevisionCounters]:
-    """Per-revision counters from a Prometheus text exposition of the router's metrics."""
-    counters: dict[str, RevisionCounters] = {}
-    for family in text_string_to_metric_families(exposition):
-        if not family.name.startswith(METRIC_PREFIX):
-            continue
-        for sample in family.samples:
-            revision = sample.labels.get("revision")
-            attribute = _COUNTERS.get(sample.name.removeprefix(METRIC_PREFIX))
-            if revision is None or attribute is None:
-                continue
-            entry = counters.setdefault(revision, RevisionCounters())
-            setattr(entry, attribute, getattr(entry, attribute) + sample.value)
-    return counters
-
-
-POD_IP_FIELD = "{pod_ip}"
-"""In `SLM_METRICS_URL_TEMPLATE`: one URL per Running pod of the RayService (the router's metrics are
-exported by the Ray node its replica runs on, which is any worker)."""
-
-
-def expand_metrics_urls(template: str, name: str, namespace: str, pod_ips: Sequence[str]) -> list[str]:
-    """The Prometheus endpoints to scrape: each comma-separated entry of `template` with `{name}` and
-    `{namespace}` filled in, once per pod IP if it has `{pod_ip}` (IPv6 addresses get brackets)."""
-    urls = []
-    for entry in (e.strip() for e in template.split(",")):
-        if not entry:
-            continue
-        url = entry.replace("{name}", name).replace("{namespace}", namespace)
-        if POD_IP_FIELD in url:
-            urls += [url.replace(POD_IP_FIELD, f"[{ip}]" if ":" in ip else ip) for ip in pod_ips]
-        else:
-            urls.append(url)
-    return urls
-
-
-async def scrape_router_counters(metrics_urls: Iterable[str]) -> dict[str, RevisionCounters]:
-    """Sum the router counters over every metrics endpoint (one per Ray node)."""
-    total: dict[str, RevisionCounters] = {}
-    async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT_S) as client, asyncio.timeout(SCRAPE_TIMEOUT_S):
-        responses = await asyncio.gather(*(client.get(url) for url in metrics_urls))
-    for response in responses:
-        response.raise_for_status()
-        for revision, counters in parse_router_counters(response.text).items():
-            total.setdefault(revision, RevisionCounters()).add(counters)
-    return total

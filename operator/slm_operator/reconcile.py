@@ -131,7 +131,7 @@ class Reconciler:
         existing = self.api.get_rayservice(*key)
         observation = gather_observation(deployment, previous, existing, observer, self.settings, now)
         # decide
-        settings = RolloutSettings(min_step_requests=self.settings.min_step_requests)
+        settings = RolloutSettings(min_step_requests=self.settings.min_step_requests, prices=self.settings.prices)
         decision = decide(deployment.spec, previous, observation, generation=generation, now=now, settings=settings)
         cluster = plan_deployment_cluster(deployment, decision.status, existing, now=now, generation=generation)
         status = _with_serving_details(cluster.status, existing, *key)
@@ -224,6 +224,7 @@ class Reconciler:
         document = status_document(status)
         self.metrics.set_phase(*key, status.phase)
         self.metrics.set_replicas(*key, status.revisions)
+        self.metrics.set_costs(*key, status)
         if previous is not None and status_document(previous) == document:
             return status.phase
         try:

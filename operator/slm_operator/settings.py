@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from slm_operator.builder.network_policy import ControlPeers
 from slm_operator.probes import VALIDATION_DEADLINE_S
+from slm_operator.rollout.cost import DEFAULT_CPU_HOUR_PRICE, DEFAULT_GPU_HOUR_PRICES, Prices
 from slm_operator.rollout.working import DEFAULT_MIN_STEP_REQUESTS
 from slm_operator.routes import DEFAULT_ROUTES_SETTLE_SECONDS
 
@@ -69,11 +70,6 @@ class OperatorSettings(BaseSettings):
         default="http://{name}-serve-svc.{namespace}.svc:8000",
         description="Where the operator reaches an SLMDeployment's router (golden prompts, pinned).",
     )
-    metrics_url_template: str = Field(
-        default="http://{pod_ip}:8080/metrics",
-        description="Comma-separated Prometheus endpoints with the router's metrics (Ray's metrics agents); "
-        "an entry with {pod_ip} stands for every Running pod of the SLMDeployment's RayService.",
-    )
     dashboard_url_template: str = Field(
         default="http://{name}-head-svc.{namespace}.svc:8265",
         description="Ray dashboard of an SLMDeployment's RayService: Serve's replica counts per revision; "
@@ -128,12 +124,24 @@ class OperatorSettings(BaseSettings):
         description="Longest one golden-prompt validation may take, all prompts on canary and stable together; "
         "prompts it leaves no time for count as errors.",
     )
+    gpu_hour_prices: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: dict(DEFAULT_GPU_HOUR_PRICES),
+        description="Price of one GPU-hour per acceleratorType, JSON; '*' for any other "
+        "(a SLMDeployment's spec.cost overrides it).",
+    )
+    cpu_hour_price: float = Field(
+        default=DEFAULT_CPU_HOUR_PRICE, ge=0, description="Price of one CPU-core-hour, for CPU-only revisions."
+    )
     failure_backoff_seconds: float = Field(
         default=5.0, gt=0, description="Delay before the first retry of a RayService write that failed (422, not ours)."
     )
     failure_backoff_max_seconds: float = Field(
         default=300.0, gt=0, description="Longest delay between retries of a failing RayService write (doubling)."
     )
+
+    @property
+    def prices(self) -> Prices:
+        return Prices(gpu_hour=dict(self.gpu_hour_prices), cpu_hour=self.cpu_hour_price)
 
     @property
     def control_peers(self) -> ControlPeers:

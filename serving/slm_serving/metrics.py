@@ -83,6 +83,7 @@ class RouterMetrics:
             self.errors.inc(1, tags)
             return
         self.latency.observe(latency_s, {"revision": revision, "endpoint": endpoint})
+        self.window.record_tokens(revision, prompt_tokens, completion_tokens)
         if prompt_tokens:
             self.prompt_tokens.inc(prompt_tokens, {"revision": revision})
         if completion_tokens:

@@ -10,6 +10,11 @@ Every record gets the next sequence number, so a reader asks for what came after
 changes when the router restarts (a new window, numbers from 1 again). The window holds the most
 recent `size` records of each kind per revision; a reader that falls behind gets the most recent ones.
 Only numbers are kept: no prompt, answer or client detail.
+
+Tokens are counted, not sampled: per revision, the prompt and generated tokens of every successful
+request since the window began tracking it (`tokens` in the export, whatever the cursor), so a reader
+that subtracts two reads of the same `instance` gets them exactly, however much traffic passed between
+(the operator's cost per token, `slm_operator.rollout.cost`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class _RevisionWindow:
         self.ttft: deque[tuple[int, float]] = deque(maxlen=size)
         self.outcomes: deque[tuple[int, bool]] = deque(maxlen=size)
         """(sequence, failed) for every answered request."""
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
 
 
 class SampleWindow:
@@ -59,6 +66,13 @@ class SampleWindow:
         if not failed:
             window.latency.append((self._last, latency_s * 1000))
 
+    def record_tokens(self, revision: str, prompt_tokens: int, completion_tokens: int) -> None:
+        """The usage of one successful request (counted in `tokens`)."""
+        window = self._revisions.get(revision)
+        if window is not None:
+            window.prompt_tokens += prompt_tokens
+            window.completion_tokens += completion_tokens
+
     def record_ttft(self, revision: str, seconds: float) -> None:
         window = self._revisions.get(revision)
         if window is not None:
@@ -66,9 +80,11 @@ class SampleWindow:
             window.ttft.append((self._last, seconds * 1000))
 
     def export(self, after: int | None) -> bytes:
-        """JSON: `instance`, `last` (the newest sequence number) and, when `after` is given, per revision
-        `requests`, `errors`, `latency_ms` and `ttft_ms` of what was recorded after it."""
-        body: dict[str, object] = {"instance": self.instance, "last": self._last}
+        """JSON: `instance`, `last` (the newest sequence number), `tokens` (per revision, [prompt,
+        completion] since it was first routed to) and, when `after` is given, per revision `requests`,
+        `errors`, `latency_ms` and `ttft_ms` of what was recorded after it."""
+        tokens = {name: [w.prompt_tokens, w.completion_tokens] for name, w in self._revisions.items()}
+        body: dict[str, object] = {"instance": self.instance, "last": self._last, "tokens": tokens}
         if after is not None:
             body["revisions"] = {
                 name: {

@@ -84,10 +84,6 @@ the operator owns the RayServices it builds; kopf and the operator post Events.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
-# The RayServices' pods: the operator scrapes the router's metrics from each (SLM_METRICS_URL_TEMPLATE).
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["list"]
 # What fences each RayService (docs/security.md): the Ray pods' ServiceAccount (read to refuse a
 # foreign one of the same name), the Ray token Secret (create only: the operator derives the token
 # and never reads a Secret) and the NetworkPolicy.

@@ -299,6 +299,14 @@ class ValidationSpec(ApiModel):
     max_error_rate: float = Field(
         default=0.01, ge=0, le=1, description="Most errors per request the canary may have (0 to 1)."
     )
+    max_cost_ratio: float | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="At each traffic step, the canary's cost per output token may be at most this multiple of "
+        "the stable's, both scaled to an equal share of the traffic (docs/rollout.md). Unset: costs are "
+        "reported, not gated.",
+    )
     quality_check_interval_seconds: int = Field(
         default=0,
         ge=0,
@@ -341,6 +349,26 @@ class RolloutSpec(ApiModel):
     )
     validation: ValidationSpec = Field(
         default_factory=ValidationSpec, description="The quality gate and SLO limits a canary must meet."
+    )
+
+
+# ---------------------------------------------------------------- spec.cost
+
+
+class CostSpec(ApiModel):
+    gpu_hour_price: float | None = Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Price of one GPU-hour of this deployment's revisions. Unset: the operator's price for the "
+        "revision's acceleratorType (chart value cost.gpuHourPrices).",
+    )
+    cpu_hour_price: float | None = Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Price of one CPU-core-hour, for revisions with gpusPerReplica 0. Unset: the operator's "
+        "(chart value cost.cpuHourPrice).",
     )
 
 
@@ -398,7 +426,7 @@ class NetworkSpec(ApiModel):
         default=None,
         max_length=16,
         description="Who may scrape Ray's metrics port (8080), e.g. Prometheus's namespace. "
-        "Unset: every pod of the SLMDeployment's namespace. The operator may always.",
+        "Unset: every pod of the SLMDeployment's namespace.",
     )
 
 
@@ -451,6 +479,9 @@ class SLMDeploymentSpec(ApiModel):
     network: NetworkSpec = Field(
         default_factory=NetworkSpec,
         description="Who may connect to the Ray pods (a NetworkPolicy the operator keeps per SLMDeployment).",
+    )
+    cost: CostSpec = Field(
+        default_factory=CostSpec, description="Prices the cost per million output tokens is computed with."
     )
 
 
@@ -560,6 +591,40 @@ class LiveComparison(ApiModel):
     checks: list[LiveCheck] = Field(default_factory=list, description="Latency, TTFT and errors, each with figures.")
 
 
+class RevisionCost(ApiModel):
+    revision: str = Field(description="Revision hash.")
+    role: Literal["stable", "canary"] = Field(description="stable or canary.")
+    accelerator: str = Field(description="What is paid for: the acceleratorType, 'gpu' (unnamed) or 'cpu'.")
+    units_per_replica: float = Field(description="GPUs per replica, or CPU cores per replica for CPU revisions.")
+    unit_hour_price: float = Field(description="Price of one GPU-hour (CPU-core-hour) used.")
+    accelerator_seconds: float = Field(description="Replicas x units per replica x seconds, since the step began.")
+    requests: int = Field(description="Requests it answered in that time.")
+    prompt_tokens: int = Field(description="Prompt tokens of its successful requests in that time.")
+    completion_tokens: int = Field(description="Generated tokens of its successful requests in that time.")
+    cost: float = Field(description="accelerator_seconds / 3600 x unit_hour_price.")
+    cost_per_million_output_tokens: float | None = Field(
+        default=None, description="cost / completion_tokens x 10^6; unset before any token."
+    )
+
+
+class CostComparison(ApiModel):
+    revision: str = Field(description="Canary revision judged.")
+    step: int = Field(description="Index of the traffic step.")
+    weight: int = Field(description="Canary weight at that step.")
+    since: str = Field(description="Start of the step: what the figures cover (RFC 3339).")
+    time: str = Field(description="When they were last updated (RFC 3339).")
+    outcome: Literal["Pass", "Fail", "Inconclusive", "NotCompared"] = Field(
+        description="maxCostRatio's verdict; NotCompared without maxCostRatio or without stable traffic."
+    )
+    ratio: float | None = Field(
+        default=None,
+        description="Canary cost per output token / the stable's, each scaled to an equal traffic share.",
+    )
+    allowed: float | None = Field(default=None, description="maxCostRatio.")
+    reason: str = Field(default="", description="The verdict in words.")
+    revisions: list[RevisionCost] = Field(default_factory=list, description="Canary and stable, with figures.")
+
+
 class RolloutStatus(ApiModel):
     step: int = Field(default=-1, description="Index of the current traffic step; -1 before any traffic.")
     step_started_at: str | None = Field(default=None, description="When the current step began (RFC 3339).")
@@ -629,6 +694,9 @@ class SLMDeploymentStatus(ApiModel):
     last_validation: ValidationResult | None = Field(default=None, description="Most recent validation gate.")
     last_live: LiveComparison | None = Field(
         default=None, description="Most recent live comparison of canary and stable at a traffic step."
+    )
+    last_cost: CostComparison | None = Field(
+        default=None, description="Cost per million output tokens of canary and stable at the latest traffic step."
     )
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
     cluster: ClusterStatus | None = Field(default=None, description="The Ray cluster asked of KubeRay.")

@@ -6,7 +6,7 @@ both), nothing else denied or opened:
 | from                                  | ports                                  |
 |---------------------------------------|----------------------------------------|
 | the RayService's own pods             | all (GCS, raylets, object manager, …)  |
-| the slm-operator pods                 | dashboard 8265, serve 8000, metrics 8080 |
+| the slm-operator pods                 | dashboard 8265, serve 8000 (golden prompts, samples) |
 | the KubeRay operator pods             | dashboard 8265 (it applies serveConfigV2 there) |
 | `spec.network.servingFrom` (default: the namespace; `[]`: nobody else) | serve 8000 |
 | `spec.network.metricsFrom` (default: the namespace; `[]`: nobody else) | metrics 8080 |
@@ -54,7 +54,7 @@ def build_network_policy(deployment: SLMDeployment, peers: ControlPeers) -> dict
     network = deployment.spec.network
     ingress: list[dict[str, Any]] = [{"from": [{"podSelector": _selector(labels)}]}]
     control = (
-        (peers.operator_namespace, peers.operator_pod_labels, (DASHBOARD_PORT, constants.SERVE_PORT, METRICS_PORT)),
+        (peers.operator_namespace, peers.operator_pod_labels, (DASHBOARD_PORT, constants.SERVE_PORT)),
         (peers.kuberay_namespace, peers.kuberay_pod_labels, (DASHBOARD_PORT,)),
     )
     for peer_namespace, pod_labels, ports in control:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from slm_operator.api.models import (
     ConditionType,
+    CostComparison,
     LiveComparison,
     Phase,
     RolloutStatus,
@@ -28,8 +29,9 @@ from slm_operator.api.models import (
 from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics, RecordQuality, RunValidation
 from slm_operator.rollout.commands import RolloutCommand
 from slm_operator.rollout.conditions import is_true, parse_time
+from slm_operator.rollout.cost import StepCost, build_cost_comparison
 from slm_operator.rollout.gate import evaluate_validation
-from slm_operator.rollout.live import LiveVerdict, compare_live
+from slm_operator.rollout.live import LiveSamples, LiveVerdict, compare_live
 from slm_operator.rollout.working import Decision, Observation, Reason, RolloutSettings, Working
 
 __all__ = ["Decision", "Observation", "Reason", "RolloutSettings", "decide"]
@@ -285,8 +287,10 @@ class _Decider(Working):
                 reason=verdict.reason,
                 checks=list(verdict.checks),
             )
-            if verdict.outcome == "Fail":
-                self._fail(f"traffic step {rollout.step + 1} ({step.weight}%): " + "; ".join(verdict.breaches))
+            cost = self._cost(rollout, live, step.weight)
+            breaches = [*verdict.breaches, *([cost.reason] if cost is not None and cost.outcome == "Fail" else [])]
+            if breaches:
+                self._fail(f"traffic step {rollout.step + 1} ({step.weight}%): " + "; ".join(breaches))
                 return
         label = f"traffic step {rollout.step + 1}/{len(steps)} ({step.weight}%)"
         if rollout.paused:
@@ -306,6 +310,32 @@ class _Decider(Working):
             self.message = f"{label}: waiting for a conclusive comparison ({verdict.reason})"
         else:
             self.message = f"{label}: waiting for the router's samples to judge"
+
+    def _cost(self, rollout: RolloutStatus, live: LiveSamples, weight: int) -> CostComparison | None:
+        """This step's cost per output token of canary and stable (accrued in `status.lastCost`)."""
+        st = self.status
+        by_name = {r.name: r for r in st.revisions}
+        canary, stable = by_name.get(st.canary_revision or ""), by_name.get(st.stable_revision or "")
+        if canary is None or stable is None or rollout.step_started_at is None:
+            return None
+        step = StepCost(
+            canary=canary,
+            stable=stable,
+            live=live,
+            step=rollout.step,
+            weight=weight,
+            since=rollout.step_started_at,
+            now=self.now,
+        )
+        st.last_cost = build_cost_comparison(
+            st.last_cost,
+            step,
+            spec=self.spec.cost,
+            max_cost_ratio=self.spec.rollout.validation.max_cost_ratio,
+            prices=self.settings.prices,
+            min_requests=self.settings.min_step_requests,
+        )
+        return st.last_cost
 
     def _fail(self, why: str) -> None:
         if self.spec.rollout.auto_rollback:

@@ -44,6 +44,10 @@ class RevisionSamples:
     """End-to-end latency of each successful request (the most recent ones the window holds)."""
     ttft_ms: tuple[float, ...] = ()
     """Time to first token of each successful streamed request."""
+    prompt_tokens: int = 0
+    """Prompt tokens of the successful requests (counted exactly, not sampled)."""
+    completion_tokens: int = 0
+    """Generated tokens of the successful requests (counted exactly)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.rollout.actions import Action, ApplyRevisions, ClearCommand, EmitEvent
 from slm_operator.rollout.commands import InvalidCommandError, RolloutCommand, parse_rollout_command
 from slm_operator.rollout.conditions import ConditionStatus, find_condition, format_time, is_true, set_condition
+from slm_operator.rollout.cost import Prices
 from slm_operator.rollout.gate import ValidationRun
 from slm_operator.rollout.live import LiveLimits, LiveSamples
 
@@ -69,6 +70,8 @@ class RolloutSettings:
     passes (a canary is rolled back only on evidence); until then the step waits."""
     live_significance: float = 0.01
     """alpha of the live comparison's one-sided tests (see `rollout.live`)."""
+    prices: Prices = field(default_factory=Prices)
+    """Chart-wide prices per GPU-hour and CPU-core-hour (see `rollout.cost`)."""
 
     @property
     def live_limits(self) -> LiveLimits:

@@ -39,7 +39,6 @@ def _settings(base: OperatorSettings, local: LocalServe) -> OperatorSettings:
     return base.model_copy(
         update={
             "router_url_template": local.url,
-            "metrics_url_template": local.metrics_url,
             "dashboard_url_template": local.dashboard_url,
             "dashboard_token": SecretStr(local.dashboard_token) if local.dashboard_token else None,
             "rollout_interval_seconds": 1,
@@ -96,6 +95,13 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
                 "promotion",
             )
             good = promoted["status"]["stableRevision"]
+            # The cost of its last step (100 %: no stable traffic, so figures only), from the router's token totals.
+            cost = promoted["status"]["lastCost"]
+            (canary_cost, _) = cost["revisions"]
+            assert (cost["revision"], cost["weight"], cost["outcome"]) == (good, 100, "NotCompared"), cost
+            assert canary_cost["completionTokens"] > 0 and canary_cost["promptTokens"] > 0, cost
+            assert canary_cost["accelerator"] == "cpu" and canary_cost["acceleratorSeconds"] > 0, cost
+            assert canary_cost["costPerMillionOutputTokens"] > 0, cost
             wait_for(lambda: "Promoted" in _reasons(api), 30, "the Promoted event")  # events are posted async
 
             # A bad revision answers wrongly: rolled back before any user traffic reaches it.

@@ -73,3 +73,9 @@ def test_canary_slow_under_load_is_rolled_back_at_a_traffic_step(tmp_path: Path)
     assert final.stable_revision == stable and final.canary_revision is None
     assert [(r.name, r.weight) for r in final.revisions] == [(stable, 100)]
     assert stats.failed == 0, stats.failures[:5]
+    # Its cost at the step, from the router's token counts: the same cores and model as the stable, so
+    # about 1x per token at equal share (slowness alone costs nothing while no replica is added).
+    cost = final.last_cost
+    assert cost is not None and (cost.revision, cost.weight) == (canary, 50), cost
+    assert all(c.completion_tokens > 0 and c.cost_per_million_output_tokens for c in cost.revisions), cost
+    assert cost.outcome == "NotCompared" and cost.ratio is not None and 0.5 < cost.ratio < 2, cost

@@ -26,6 +26,7 @@ from slm_serving.config import (
     revision_app_name,
 )
 from slm_serving.local import LocalServe
+from slm_serving.samples import SAMPLES_PATH
 
 from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, build_config, engine_application
 
@@ -131,7 +132,16 @@ def _counter(text: str, metric: str, **labels: str) -> float:
     return total
 
 
+def _window_tokens(local: LocalServe) -> dict[str, tuple[int, int]]:
+    """The router's running token totals per revision (`GET /slm/samples`, what the cost per token uses)."""
+    body = httpx.get(f"{local.url}{SAMPLES_PATH}", timeout=10).json()
+    return {name: (prompt, completion) for name, (prompt, completion) in body["tokens"].items()}
+
+
 def test_per_revision_metrics_are_scrapeable(local_serve: LocalServe) -> None:
+    """Prometheus counters, and the exact token totals the router's sample window keeps for the cost
+    per token (streamed answers included: their usage arrives after the last chunk)."""
+    before = _window_tokens(local_serve)
     _send(local_serve.url, 6, {REVISION_HEADER: BAD})
     stream_body = {**BODY, "max_tokens": 4, "stream": True}
     with httpx.stream(
@@ -139,6 +149,10 @@ def test_per_revision_metrics_are_scrapeable(local_serve: LocalServe) -> None:
     ) as r:
         r.read()
     httpx.post(f"{local_serve.url}/v1/completions", json={**BODY, "model": "x"}, timeout=30)
+    after = _window_tokens(local_serve)
+    bad_prompt, bad_completion = (a - b for a, b in zip(after[BAD], before[BAD], strict=True))
+    assert bad_completion == 6 and bad_prompt > 0 and bad_prompt % 6 == 0  # max_tokens 1, the same prompt
+    assert 1 <= after[GOOD][1] - before[GOOD][1] <= 4 and after[GOOD][0] > before[GOOD][0]
 
     def scrape() -> str | None:
         text = httpx.get(local_serve.metrics_url, timeout=10).text

@@ -103,9 +103,10 @@ def test_ray_control_ports_are_closed_to_everyone_but_the_cluster_itself() -> No
 def test_openai_and_metrics_ports_default_to_the_namespace() -> None:
     policy = build_network_policy(_deployment(), PEERS)
     for port in (8000, 8080):
-        assert admits(policy, NEIGHBOUR, port) and admits(policy, OPERATOR, port)
+        assert admits(policy, NEIGHBOUR, port)
         assert not admits(policy, OTHER_TENANT, port) and not admits(policy, INGRESS, port)
-    assert not admits(policy, KUBERAY, 8000)
+    assert admits(policy, OPERATOR, 8000) and not admits(policy, KUBERAY, 8000)
+    assert not admits(policy, OPERATOR, 8080)  # the operator reads the router, never Ray's metrics
 
 
 def test_serving_can_be_opened_to_an_ingress_controller_and_metrics_to_prometheus() -> None:

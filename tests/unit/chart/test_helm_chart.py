@@ -31,6 +31,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from slm_operator.rollout.cost import Prices
+from slm_operator.settings import OperatorSettings
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART = REPO_ROOT / "charts" / "slm-operator"
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
@@ -78,7 +81,6 @@ NAMESPACED_PERMISSIONS: dict[tuple[str, str], set[str]] = {
     ("slm.dev", "slmdeployments/finalizers"): {"update"},
     ("ray.io", "rayservices"): {"get", "list", "watch", "create", "patch", "update", "delete"},
     ("", "events"): {"create", "patch"},
-    ("", "pods"): {"list"},
     ("", "serviceaccounts"): {"get", "create"},
     ("", "secrets"): {"create"},  # the Ray token Secret; never get/list/watch: no Secret is ever read
     ("networking.k8s.io", "networkpolicies"): {"get", "create", "update"},
@@ -256,7 +258,7 @@ def test_chart_carries_kopf_peering_crds(rendered: dict[str, list[dict[str, Any]
 # ------------------------------------------------------------------------------ operator workload
 
 
-def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
+def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
     documents = rendered["default"]
     deployment = only(documents, "Deployment")
     container = operator_pod(documents)["containers"][0]
@@ -276,11 +278,17 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]]) -> None:
         "SLM_OPERATOR_POD_LABELS": "app.kubernetes.io/instance=slm,app.kubernetes.io/name=slm-operator",
         "SLM_KUBERAY_NAMESPACE": "",
         "SLM_KUBERAY_POD_LABELS": "app.kubernetes.io/name=kuberay-operator",
+        "SLM_GPU_HOUR_PRICES": '{"*":2,"NVIDIA-A100-SXM4-40GB":3,"NVIDIA-H100-80GB-HBM3":4,"NVIDIA-L4":0.8}',
+        "SLM_CPU_HOUR_PRICE": "0.04",
         "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
         "SLM_WEBHOOK_PORT": "9443",
         "SLM_WEBHOOK_HOST": "slm-slm-operator-webhook.slm-system.svc",
         "SLM_WEBHOOK_CERT_DIR": "/etc/slm-webhook",
     }
+    # The chart's prices are the operator's own defaults, read back the way the operator reads them.
+    for key in ("SLM_GPU_HOUR_PRICES", "SLM_CPU_HOUR_PRICE"):
+        monkeypatch.setenv(key, env_of(documents)[key])
+    assert OperatorSettings().prices == Prices()
     assert not of_kind(documents, "NetworkPolicy")  # the operator's own policy is opt-in
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081, "webhook": 9443}
@@ -592,5 +600,5 @@ def test_operator_network_policy_admits_only_what_the_operator_needs(
     egress = {tuple(sorted(p["port"] for p in rule["ports"])): rule.get("to") for rule in policy["spec"]["egress"]}
     assert egress[(53, 53)] is None  # DNS
     assert egress[(6443,)] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]  # the API server only
-    (ray_pods,) = egress[(8000, 8080, 8265)]
+    (ray_pods,) = egress[(8000, 8265)]
     assert ray_pods["podSelector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "slm-operator"}}

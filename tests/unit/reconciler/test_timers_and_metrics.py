@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from slm_operator.api.models import RevisionStatus, RevisionTemplate
+from slm_operator.api.models import CostComparison, RevisionStatus, RevisionTemplate, SLMDeploymentStatus
 from slm_operator.handlers import autoscaled, needs_timer
 from slm_operator.metrics import OperatorMetrics
 
@@ -67,3 +67,44 @@ def test_replica_gauges_follow_the_live_revisions() -> None:
     assert {s.split("revision=")[1] for s in _series(metrics)} == {'"bbb",state="ready"}', '"bbb",state="desired"}'}
     metrics.set_replicas("ns", "tiny", [])  # deleted
     assert _series(metrics) == set()
+
+
+def test_cost_gauges_exist_only_while_the_costed_rollout_is_in_progress() -> None:
+    metrics = OperatorMetrics()
+    cost = CostComparison.model_validate(
+        {
+            "revision": "bbb",
+            "step": 0,
+            "weight": 20,
+            "since": "2026-11-01T12:00:00Z",
+            "time": "2026-11-01T12:01:00Z",
+            "outcome": "Pass",
+            "ratio": 1.1,
+            "revisions": [
+                {"revision": rev, "role": role, "accelerator": "cpu", "unitsPerReplica": 1, "unitHourPrice": 0.04,
+                 "acceleratorSeconds": 60, "requests": 40, "promptTokens": 9, "completionTokens": 400, "cost": 0.1,
+                 "costPerMillionOutputTokens": per_million}
+                for rev, role, per_million in (("bbb", "canary", 250.0), ("aaa", "stable", None))
+            ],
+        }
+    )  # fmt: skip
+    rolling = SLMDeploymentStatus(stable_revision="aaa", canary_revision="bbb", last_cost=cost)
+
+    def series() -> set[str]:
+        lines = generate_latest(metrics.registry).decode().splitlines()
+        return {
+            line for line in lines if line.startswith(("slm_revision_cost", "slm_revision_acc", "slm_rollout_cost"))
+        }
+
+    metrics.set_costs("ns", "tiny", rolling)
+    assert series() == {
+        'slm_revision_cost_per_million_output_tokens{name="tiny",namespace="ns",revision="bbb",role="canary"} 250.0',
+        'slm_revision_accelerator_seconds{name="tiny",namespace="ns",revision="bbb",role="canary"} 60.0',
+        'slm_revision_accelerator_seconds{name="tiny",namespace="ns",revision="aaa",role="stable"} 60.0',
+        'slm_rollout_cost_ratio{name="tiny",namespace="ns"} 1.1',
+    }
+    metrics.set_costs("ns", "tiny", rolling.model_copy(update={"canary_revision": None}))  # rollout over
+    assert series() == set()
+    metrics.set_costs("ns", "tiny", rolling)
+    metrics.set_costs("ns", "tiny", None)  # deleted
+    assert series() == set()

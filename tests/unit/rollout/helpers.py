@@ -48,9 +48,11 @@ def validation(canary: str, stable: str | None, wrong: int = 0, latency: float =
     return ValidationRun(canary, answers(canary, wrong, latency), stable, answers(stable) if stable is not None else ())
 
 
-def traffic(requests: int = 100, errors: int = 0, latency: float = 100.0, ttft: float | None = None) -> RevisionSamples:
+def traffic(
+    requests: int = 100, errors: int = 0, latency: float = 100.0, ttft: float | None = None, tokens: int = 8
+) -> RevisionSamples:
     """Fixed samples: successes' latencies evenly spread over 0.8-1.2x `latency`, median `latency` (TTFT:
-    the same around `ttft`, else latency / 5)."""
+    the same around `ttft`, else latency / 5); `tokens` generated (and 20 prompt tokens) per success."""
     count = requests - errors
     spread = [0.8 + 0.4 * i / max(1, count - 1) for i in range(count)]
     first = latency / 5 if ttft is None else ttft
@@ -59,6 +61,8 @@ def traffic(requests: int = 100, errors: int = 0, latency: float = 100.0, ttft: 
         errors=errors,
         latency_ms=tuple(latency * f for f in spread),
         ttft_ms=tuple(first * f for f in spread),
+        prompt_tokens=20 * count,
+        completion_tokens=tokens * count,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from slm_operator.api.models import CostComparison, SLMDeploymentStatus
 from slm_operator.api.validation import parse_deployment
 from slm_operator.embedded import fit_to_machine, summary_line
 from tests.conftest import EXAMPLES
@@ -18,3 +19,24 @@ def test_without_a_gpu_replicas_run_on_cpu() -> None:
 
 def test_summary_of_nothing_yet() -> None:
     assert summary_line(None) == "Pending"
+
+
+def test_the_summary_shows_the_rollouts_cost_per_million_output_tokens() -> None:
+    """`slm serve` prints what status.lastCost holds while its canary is live."""
+    figures = {"accelerator": "cpu", "unitsPerReplica": 1, "unitHourPrice": 0.04, "acceleratorSeconds": 60,
+               "requests": 40, "promptTokens": 9, "completionTokens": 400, "cost": 0.1}  # fmt: skip
+    cost = CostComparison.model_validate(
+        {
+            "revision": "bbb", "step": 0, "weight": 20, "since": "2026-11-01T12:00:00Z",
+            "time": "2026-11-01T12:01:00Z", "outcome": "Fail", "ratio": 2.0,
+            "revisions": [
+                {"revision": "bbb", "role": "canary", "costPerMillionOutputTokens": 250.0, **figures},
+                {"revision": "aaa", "role": "stable", "costPerMillionOutputTokens": 31.25, **figures},
+            ],
+        }
+    )  # fmt: skip
+    status = SLMDeploymentStatus(stable_revision="aaa", canary_revision="bbb", last_cost=cost, message="step 1")
+    assert summary_line(status).splitlines()[1] == (
+        "  cost per million output tokens: canary 250, stable 31.25; ratio 2.00x (Fail)"
+    )
+    assert len(summary_line(status.model_copy(update={"canary_revision": None})).splitlines()) == 1

@@ -1,4 +1,4 @@
-"""Parsing what the shells observe: router metrics (Prometheus text), the router's sample window and
+"""Parsing what the shells observe: the router's sample window and
 streamed OpenAI answers; the observer's cursor over that window."""
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.probes import (
     StreamError,
     chunk_text,
-    expand_metrics_urls,
-    parse_router_counters,
     parse_samples,
     run_validation,
 )
@@ -26,36 +24,6 @@ from slm_operator.rollout.live import LiveSamples, RevisionSamples
 from slm_serving.samples import SampleWindow, parse_after
 
 SSE = {"content-type": "text/event-stream"}
-
-EXPOSITION = """\
-# HELP ray_slm_router_requests_total Requests answered by the router.
-# TYPE ray_slm_router_requests_total counter
-ray_slm_router_requests_total{revision="aaa",endpoint="completions",code="200"} 90.0
-ray_slm_router_requests_total{revision="aaa",endpoint="chat",code="500"} 10.0
-ray_slm_router_requests_total{revision="bbb",endpoint="completions",code="200"} 5.0
-# TYPE ray_slm_router_errors_total counter
-ray_slm_router_errors_total{revision="aaa",endpoint="chat",code="500"} 10.0
-# TYPE ray_slm_router_request_latency_seconds histogram
-ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="0.1"} 50.0
-ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="0.5"} 80.0
-ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="1.0"} 90.0
-ray_slm_router_request_latency_seconds_bucket{revision="aaa",endpoint="completions",le="+Inf"} 90.0
-ray_slm_router_request_latency_seconds_count{revision="aaa",endpoint="completions"} 90.0
-ray_slm_router_request_latency_seconds_sum{revision="aaa",endpoint="completions"} 20.0
-# TYPE ray_slm_router_completion_tokens_total counter
-ray_slm_router_completion_tokens_total{revision="aaa"} 720.0
-ray_slm_router_prompt_tokens_total{revision="aaa"} 900.0
-# TYPE ray_other_metric gauge
-ray_other_metric{revision="aaa"} 7.0
-"""
-
-
-def test_counters_are_summed_per_revision_over_endpoints_and_codes() -> None:
-    counters = parse_router_counters(EXPOSITION)
-    assert set(counters) == {"aaa", "bbb"}
-    assert (counters["aaa"].requests, counters["aaa"].errors) == (100, 10)
-    assert (counters["aaa"].prompt_tokens, counters["aaa"].completion_tokens) == (900, 720)
-    assert counters["bbb"].requests == 5
 
 
 def test_the_sample_window_round_trips_what_came_after_a_cursor() -> None:
@@ -68,7 +36,10 @@ def test_the_sample_window_round_trips_what_came_after_a_cursor() -> None:
     window.record_ttft("bbb", 0.05)
     window.record("bbb", 200, 0.3)
     window.record("zzz", 200, 0.3)  # not routed to: not recorded
+    window.record_tokens("aaa", 9, 4)
+    window.record_tokens("zzz", 9, 4)
     snapshot = parse_samples(json.loads(window.export(cursor)))
+    assert snapshot.tokens == {"aaa": (9, 4), "bbb": (0, 0)}
     assert snapshot.last == 5 and set(snapshot.revisions) == {"aaa", "bbb"}
     assert snapshot.revisions["aaa"] == RevisionSamples(requests=2, errors=1, latency_ms=(250.0,))
     assert snapshot.revisions["bbb"] == RevisionSamples(requests=1, errors=0, latency_ms=(300.0,), ttft_ms=(50.0,))
@@ -89,7 +60,15 @@ def test_parse_after(query: str, after: int | None) -> None:
     assert parse_after(query) == after
 
 
-@pytest.mark.parametrize("body", [{}, {"instance": "i", "last": 1, "revisions": {"a": {"requests": 1}}}, []])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"instance": "i", "last": 1, "revisions": {"a": {"requests": 1}}},
+        [],
+        {"instance": "i", "last": 1, "tokens": {"a": [1]}},
+    ],
+)
 def test_a_malformed_window_is_a_value_error(body: object) -> None:
     with pytest.raises(ValueError, match="unreadable sample window"):
         parse_samples(body)
@@ -100,6 +79,7 @@ def test_observer_reads_a_step_from_its_first_read_on_and_restarts_with_the_rout
     window = SampleWindow()
     window.keep(["can", "sta"])
     window.record("can", 200, 0.5)  # before the step's first read: not the step's
+    window.record_tokens("can", 30, 7)
 
     def router(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=window.export(parse_after(request.url.query.decode())))
@@ -120,12 +100,20 @@ def test_observer_reads_a_step_from_its_first_read_on_and_restarts_with_the_rout
 
         assert read().canary.requests == 0  # the first read only takes the cursor
         window.record("can", 200, 0.2)
+        window.record_tokens("can", 12, 5)
         window.record("sta", 200, 0.1)
+        window.record_tokens("sta", 10, 4)
         live = read()
         assert live.canary.latency_ms == (200.0,) and live.stable.latency_ms == (100.0,)
+        # Tokens are counted, not sampled: the totals since the first read, exactly.
+        assert (live.canary.prompt_tokens, live.canary.completion_tokens) == (12, 5)
+        assert (live.stable.prompt_tokens, live.stable.completion_tokens) == (10, 4)
+        window.record_tokens("can", 1, 1)
+        assert read().canary.completion_tokens == 6
         window.instance = "restarted"  # a new router: its window is read from its start on the next read
         assert read().canary.requests == 0
         assert observer.cursor == ("can", "2026-01-01T00:00:00Z", "restarted", 0)
+        assert observer.token_base == {}  # a restarted router counts its tokens from zero
     finally:
         probes.close()
 
@@ -174,28 +162,6 @@ def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts(
     ]
     assert [o.answer for o in run.outcomes] == ["answer to p1", "answer to p2"]
     assert [o.name for o in run.baseline] == ["p1", "p2"] and run.baseline_revision == "stable"
-
-
-@pytest.mark.parametrize(
-    ("template", "pod_ips", "expected"),
-    [
-        (
-            "http://{pod_ip}:8080/metrics",
-            ["10.0.0.1", "10.0.0.2"],
-            ["http://10.0.0.1:8080/metrics", "http://10.0.0.2:8080/metrics"],
-        ),
-        ("http://{pod_ip}:8080/metrics", [], []),
-        ("http://{pod_ip}:9/m", ["fd00::1"], ["http://[fd00::1]:9/m"]),
-        (
-            "http://{name}-head-svc.{namespace}.svc:8080/metrics",
-            ["10.0.0.1"],
-            ["http://tiny-head-svc.prod.svc:8080/metrics"],
-        ),
-        (" http://a/m , ,http://{pod_ip}/m", ["10.0.0.1"], ["http://a/m", "http://10.0.0.1/m"]),
-    ],
-)
-def test_expand_metrics_urls(template: str, pod_ips: list[str], expected: list[str]) -> None:
-    assert expand_metrics_urls(template, "tiny", "prod", pod_ips) == expected
 
 
 def test_an_error_chunk_after_a_200_fails_the_prompt() -> None:
