@@ -44,6 +44,7 @@ def _settings(base: OperatorSettings, local: LocalServe) -> OperatorSettings:
             "dashboard_token": SecretStr(local.dashboard_token) if local.dashboard_token else None,
             "rollout_interval_seconds": 1,
             "routes_settle_seconds": 10,  # the default: the router must reconfigure before a revision goes
+            "pin_key": SecretStr("e2e-pin-key-0123456789"),  # as the chart sets it: the restart keeps it
         }
     )
 
@@ -60,7 +61,9 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
     stop_load = threading.Event()
     with KubeRayStandIn(k8s, local, "tiny") as kuberay:
         with operator_in_thread(settings):
-            k8s.create_namespaced_custom_object(*SLMD, tiny())
+            deployment = tiny()
+            deployment["spec"]["router"] = {"exposeRevision": True}  # so the load generator sees who served
+            k8s.create_namespaced_custom_object(*SLMD, deployment)
             # Replica counts come from Serve's REST API on the head (the dashboard), per revision, read in
             # the background: they reach the status on the pass after the first Ready.
             ready = wait_for(
