@@ -9,10 +9,17 @@
   canary and the stable pay the same hop and the rollout gate compares them on equal terms. See
   `slm_operator.builder.serve_config` for why changing routes never drops a request.
 
-Per request: pick a revision (`x-slm-revision` pin, else weighted draw from `RouterUserConfig`); the
-local one in-process, any other through its application's handle (`serve.get_app_handle` →
-`LLMEngine.complete` / `.stream`). The answer goes back as JSON or SSE, with `x-slm-revision` naming
-the revision that served.
+Per request: pick a revision (the operator's `x-slm-revision` pin, else weighted draw from
+`RouterUserConfig`); the local one in-process, any other through its application's handle
+(`serve.get_app_handle` → `LLMEngine.complete` / `.stream`). The answer goes back as JSON or SSE,
+naming the revision that served (`x-slm-revision`) to the operator, or to all where configured.
+
+Security (docs/security.md, "Router: canary pin, metric labels, limits"): a pin counts only with the
+operator's pin token (`slm_serving.pins`); the operator's requests are counted apart from user
+traffic; metric tags name live revisions only; the body is capped (`max_request_bytes`, 413), the
+request has a deadline (`request_timeout_s`: 408 while the body arrives, 504 after) and a body or a
+stream may not stall (`idle_timeout_s`); a failure inside the service reaches the client as a generic
+message with the request id, its details go to the log.
 
 Kept cheap per request: the body is forwarded as bytes (vLLM parses it once, in the engine), no
 pydantic objects, the `/v1/models` answer is precomputed. Weights change through `reconfigure()`
