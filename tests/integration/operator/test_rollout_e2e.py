@@ -44,7 +44,6 @@ def _settings(base: OperatorSettings, local: LocalServe) -> OperatorSettings:
             "dashboard_token": SecretStr(local.dashboard_token) if local.dashboard_token else None,
             "rollout_interval_seconds": 1,
             "routes_settle_seconds": 10,  # the default: the router must reconfigure before a revision goes
-            "pin_key": SecretStr("e2e-pin-key-0123456789"),  # as the chart sets it: the restart keeps it
         }
     )
 
