@@ -103,11 +103,12 @@ def _request(
         await asyncio.sleep(3600)
         return {"type": "http.disconnect"}
 
+    path, _, query = path.partition("?")
     scope = {
         "type": "http",
         "method": method,
         "path": path,
-        "query_string": b"",
+        "query_string": query.encode(),
         "headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()],
     }
     return Request(scope, receive)
@@ -174,6 +175,18 @@ def test_healthz_names_revisions_only_to_the_operator() -> None:
     assert public == {"status": "ok", "ready": True}
     private = json.loads(bytes(_call(router, _request("/healthz", headers=PROOF, method="GET")).body))
     assert set(private["revisions"]) == {"local", "other"}
+
+
+def test_the_sample_window_is_read_by_the_operator_only_and_holds_user_traffic_only() -> None:
+    """`/slm/samples` (what the live gate judges) names revisions: clients get 404; the operator's own
+    pinned requests are not in it, so they can neither push a canary into a rollback nor hide one."""
+    router = _router(FakeEngine())
+    _call(router, _request("/v1/completions", headers={REVISION_HEADER: "local", **PROOF}))  # the operator's
+    _call(router, _request("/v1/completions"))  # a user's
+    public = _call(router, _request("/slm/samples", method="GET"))
+    assert public.status_code == 404 and b"local" not in bytes(public.body)
+    window = json.loads(bytes(_call(router, _request("/slm/samples?after=0", headers=PROOF, method="GET")).body))
+    assert window["revisions"]["local"]["requests"] == 1
 
 
 def test_a_body_over_the_cap_is_refused_by_its_declared_length() -> None:
