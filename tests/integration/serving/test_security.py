@@ -148,3 +148,23 @@ def test_body_cap_deadline_and_generic_errors_on_real_serve(only_good: LocalServ
     assert (failed.status_code, error["code"]) == (503, "internal_error")
     assert "ghost" not in error["message"] and "Error" not in error["message"]  # only the request id
     assert re.search(r"request id \S+", error["message"])
+
+
+def test_a_client_that_stalls_its_body_gets_408_on_real_serve(only_good: LocalServe) -> None:
+    """Serve's proxy hands the body to the router piece by piece as it arrives, so the router's idle
+    timeout (`idle_timeout_s`) cuts a client that stops sending: no replica held by a slow client."""
+    url = only_good.url
+    only_good.apply(build_config(WEIGHTS, idle_timeout_s=0.5), wait=False)
+
+    def stalled() -> httpx.Response | None:
+        def pieces() -> Iterator[bytes]:  # chunked, silent for 2 s after its first piece
+            yield b'{"model": "tiny", "prompt": "'
+            time.sleep(2)
+            yield b'hi", "max_tokens": 1}'
+
+        response = httpx.post(f"{url}/v1/completions", content=pieces(), timeout=60)
+        return response if response.status_code == 408 else None
+
+    response = _wait_for(stalled, timeout_s=60)
+    assert response.json()["error"]["code"] == "request_timeout"
+    only_good.apply(build_config(WEIGHTS))
