@@ -26,6 +26,7 @@ from rich.console import Console
 from slm_operator.api.models import SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.api.validation import InvalidSpecError, parse_deployment
 from slm_operator.builder.serve_config import build_serve_config
+from slm_operator.canary_pin import PinKey
 from slm_operator.executor import carry_out
 from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.rollout.actions import RecordQuality
@@ -71,6 +72,8 @@ class EmbeddedRollout:
     routes_settle_seconds: float = DEFAULT_ROUTES_SETTLE_SECONDS
     probes: ProbeLoop = field(default_factory=ProbeLoop)
     observer: RolloutObserver = field(init=False)
+    pin_key: PinKey = field(default_factory=PinKey.random)
+    """This process's key for the canary pin token (one process: no need to keep it)."""
 
     def __post_init__(self) -> None:
         self.observer = RolloutObserver(self.probes)
@@ -158,8 +161,12 @@ class EmbeddedRollout:
         assert self.spec is not None and self.status is not None
         wanted = _weights(self.status)
         if wanted != self._applied and self.status.revisions:
-            self.local.apply(build_serve_config(self.spec, self.status), wait=False)
+            config = build_serve_config(self.spec, self.status, pin_digest=self.pin_key.digest(*self.pin_identity()))
+            self.local.apply(config, wait=False)
             self._applied, self._applied_at = wanted, time.monotonic()
+
+    def pin_identity(self) -> tuple[str, str, str]:
+        return ("local", str(self.path), "")
 
     def _emit(self, kind: str, reason: str, message: str) -> None:
         event = LocalEvent(datetime.now(UTC), kind, reason, message)
@@ -175,6 +182,9 @@ class _LocalShell:
 
     def router_url(self) -> str:
         return self.rollout.local.url
+
+    def pin_token(self) -> str:
+        return self.rollout.pin_key.token(*self.rollout.pin_identity())
 
     def emit(self, type_: str, reason: str, message: str) -> None:
         self.rollout._emit(type_, reason, message)
@@ -192,7 +202,9 @@ class _LocalShell:
 
 
 def fit_to_machine(spec: SLMDeploymentSpec, *, has_gpu: bool) -> SLMDeploymentSpec:
-    """Without a GPU, replicas run on vLLM's CPU backend whatever the spec asks for."""
+    """Without a GPU, replicas run on vLLM's CPU backend whatever the spec asks for. Every answer names
+    the revision that served it (the local server listens on 127.0.0.1 only: its one user may know)."""
+    spec = spec.model_copy(update={"router": spec.router.model_copy(update={"expose_revision": True})})
     if has_gpu or spec.resources.gpus_per_replica == 0:
         return spec
     return spec.model_copy(update={"resources": spec.resources.model_copy(update={"gpus_per_replica": 0})})

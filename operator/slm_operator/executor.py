@@ -26,6 +26,11 @@ class Shell(Protocol):
         recent requests is read (`GET /slm/samples`)."""
         ...
 
+    def pin_token(self) -> str:
+        """The deployment's canary pin token (`slm_operator.canary_pin`): the proof the router asks of
+        a pinned request and of a read of its sample window."""
+        ...
+
     def emit(self, type_: str, reason: str, message: str) -> None: ...
 
     def record_quality(self, action: RecordQuality) -> None: ...
@@ -40,10 +45,10 @@ def carry_out(actions: Sequence[Action], spec: SLMDeploymentSpec, observer: Roll
         if isinstance(action, EmitEvent):
             shell.emit(action.type, action.reason, action.message)
         elif isinstance(action, RunValidation):
-            observer.run_validation(shell.router_url(), spec, action)
+            observer.run_validation(shell.router_url(), spec, action, pin_token=shell.pin_token())
         elif isinstance(action, ObserveMetrics):
             if not observer.is_running("samples"):
-                observer.observe_live(shell.router_url(), action)
+                observer.observe_live(shell.router_url(), action, pin_token=shell.pin_token())
         elif isinstance(action, RecordQuality):
             shell.record_quality(action)
         elif isinstance(action, ClearCommand):

@@ -10,6 +10,7 @@ from typing import Any
 from slm_operator import constants
 from slm_operator.api.models import SLMDeployment, SLMDeploymentStatus
 from slm_operator.builder.rayservice import build_rayservice
+from slm_operator.canary_pin import pin_digest
 from slm_operator.observer import RolloutObserver
 from slm_operator.rollout.conditions import parse_time
 from slm_operator.rollout.working import Observation
@@ -65,7 +66,9 @@ def routes_settled(
     it was written), and `routes.is_routes_settled` says the router has had it long enough."""
     if existing is None or previous is None:
         return False
-    wanted = build_rayservice(deployment.model_copy(update={"status": previous}))["spec"]["serveConfigV2"]
+    wanted = build_rayservice(
+        deployment.model_copy(update={"status": previous}), pin_digest=pin_digest(settings, deployment)
+    )["spec"]["serveConfigV2"]
     applied_at = (existing["metadata"].get("annotations") or {}).get(constants.ANNOTATION_APPLIED_AT)
     return is_routes_settled(
         config_applied=(existing.get("spec") or {}).get("serveConfigV2") == wanted,

@@ -135,21 +135,25 @@ class RolloutObserver:
         with self._guard:
             self._cancel_locked()
 
-    def run_validation(self, router_url: str, spec: SLMDeploymentSpec, action: RunValidation) -> None:
-        """Golden prompts through the router, pinned to the revision (and its baseline). Started once:
-        while one for the same revisions runs, asking again does nothing; one for others is cancelled."""
+    def run_validation(
+        self, router_url: str, spec: SLMDeploymentSpec, action: RunValidation, *, pin_token: str
+    ) -> None:
+        """Golden prompts through the router, pinned to the revision (and its baseline) with the
+        deployment's pin token (`slm_serving.pins`). Started once: while one for the same revisions
+        runs, asking again does nothing; one for others is cancelled."""
         run = run_validation(
             router_url,
             spec.rollout.validation.prompts,
             spec.model.served_model_name,
             action.revision,
             action.baseline,
+            pin_token=pin_token,
             deadline_s=self.validation_deadline_s,
             transport=self.transport,
         )
         self._start("validation", action, run, self._validation_done)
 
-    def observe_live(self, router_url: str, action: ObserveMetrics) -> None:
+    def observe_live(self, router_url: str, action: ObserveMetrics, *, pin_token: str) -> None:
         """The router's requests of canary and stable since the step began, read in the background.
         The first read of a step only takes the cursor (so it reports no traffic yet); so does the
         first read after the router restarted, whose window starts empty. One read at a time."""
@@ -157,7 +161,7 @@ class RolloutObserver:
         with self._guard:
             known = self.cursor if self.cursor is not None and self.cursor[:2] == step else None
         after = known[3] if known is not None else None
-        fetch = fetch_samples(router_url, after, transport=self.transport)
+        fetch = fetch_samples(router_url, after, pin_token=pin_token, transport=self.transport)
         self._start("samples", action, fetch, lambda snapshot: self._samples_done(action, known, snapshot))
 
     def refresh_replicas(self, dashboard_url: str, token: str | None, revisions: Sequence[str]) -> None:

@@ -3,7 +3,8 @@ requests per revision (for the live comparison and the cost per token).
 
 Both shells (the kopf operator in a cluster, `slm serve` on one machine) use these, so validation
 means the same thing everywhere: streamed OpenAI requests through the router, pinned with the
-`x-slm-revision` header, timed to the first token and to the end.
+`x-slm-revision` header and the deployment's pin token (`slm_serving.pins`: without it the router
+ignores the pin, and it answers `/slm/samples` only with it), timed to the first token and to the end.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from httpx_sse import SSEError, aconnect_sse
 from slm_operator.api.models import GoldenPrompt
 from slm_operator.rollout.gate import PromptOutcome, ValidationRun
 from slm_operator.rollout.live import RevisionSamples
-from slm_serving.config import REVISION_HEADER
+from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER
 from slm_serving.samples import SAMPLES_PATH
 
 PROMPT_TIMEOUT_S = 120.0
@@ -32,11 +33,18 @@ SAMPLES_TIMEOUT_S = 5.0
 
 
 async def send_golden_prompt(
-    client: httpx.AsyncClient, prompt: GoldenPrompt, model: str, revision: str, *, timeout_s: float = PROMPT_TIMEOUT_S
+    client: httpx.AsyncClient,
+    prompt: GoldenPrompt,
+    model: str,
+    revision: str,
+    *,
+    pin_token: str,
+    timeout_s: float = PROMPT_TIMEOUT_S,
 ) -> PromptOutcome:
-    """One golden prompt, streamed over SSE (httpx-sse), pinned to `revision`, within `timeout_s` in
-    total (httpx's own timeout bounds each read, not the request). Never raises for transport, HTTP or
-    stream errors: an error chunk inside the stream (vLLM's `{"error": …}` after a 200) is an error too."""
+    """One golden prompt, streamed over SSE (httpx-sse), pinned to `revision` with the deployment's
+    `pin_token`, within `timeout_s` in total (httpx's own timeout bounds each read, not the request).
+    Never raises for transport, HTTP or stream errors: an error chunk inside the stream (vLLM's
+    `{"error": …}` after a 200) is an error too, and so is an answer from another revision."""
     if prompt.messages is not None:
         path = "/v1/chat/completions"
         body: dict[str, Any] = {"messages": [m.model_dump() for m in prompt.messages]}
@@ -48,12 +56,16 @@ async def send_golden_prompt(
     pieces: list[str] = []
     try:
         async with asyncio.timeout(timeout_s):
-            async with aconnect_sse(
-                client, "POST", path, json=body, headers={REVISION_HEADER: revision}, timeout=timeout_s
-            ) as source:
+            headers = {REVISION_HEADER: revision, PIN_PROOF_HEADER: pin_token}
+            async with aconnect_sse(client, "POST", path, json=body, headers=headers, timeout=timeout_s) as source:
                 if source.response.status_code != 200:
                     detail = (await source.response.aread()).decode(errors="replace")[:300]
                     return PromptOutcome(prompt.name, error=f"HTTP {source.response.status_code}: {detail}")
+                served = source.response.headers.get(REVISION_HEADER)
+                if served != revision:  # never judge one revision by another's answers
+                    return PromptOutcome(
+                        prompt.name, error=f"the pin was not honoured (served by {served or 'unknown'})"
+                    )
                 async for event in source.aiter_sse():
                     text = chunk_text(event.data)
                     if text and first_token is None:
@@ -100,6 +112,7 @@ async def run_validation(
     revision: str,
     baseline: str | None,
     *,
+    pin_token: str,
     deadline_s: float = VALIDATION_DEADLINE_S,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> ValidationRun:
@@ -117,7 +130,8 @@ async def run_validation(
         left = ends - time.monotonic()
         if left <= 0:
             return PromptOutcome(prompt.name, error=f"validation deadline of {deadline_s:g} s passed")
-        return await send_golden_prompt(client, prompt, model, name, timeout_s=min(PROMPT_TIMEOUT_S, left))
+        timeout_s = min(PROMPT_TIMEOUT_S, left)
+        return await send_golden_prompt(client, prompt, model, name, pin_token=pin_token, timeout_s=timeout_s)
 
     async with httpx.AsyncClient(base_url=base_url, transport=transport) as client:
         if prompts:
@@ -152,15 +166,16 @@ class SamplesSnapshot:
 
 
 async def fetch_samples(
-    router_url: str, after: int | None, *, transport: httpx.AsyncBaseTransport | None = None
+    router_url: str, after: int | None, *, pin_token: str, transport: httpx.AsyncBaseTransport | None = None
 ) -> SamplesSnapshot:
-    """`GET /slm/samples[?after=N]` from the router; raises httpx.HTTPError or ValueError."""
+    """`GET /slm/samples[?after=N]` from the router (it answers only the operator's pin token); raises
+    httpx.HTTPError or ValueError."""
     params = {"after": str(after)} if after is not None else None
     async with (
         httpx.AsyncClient(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
         asyncio.timeout(SAMPLES_TIMEOUT_S),
     ):
-        response = await client.get(SAMPLES_PATH, params=params)
+        response = await client.get(SAMPLES_PATH, params=params, headers={PIN_PROOF_HEADER: pin_token})
     response.raise_for_status()
     return parse_samples(response.json())
 

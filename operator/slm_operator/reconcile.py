@@ -25,6 +25,7 @@ from slm_operator.api.models import ConditionType, Phase, SLMDeployment, SLMDepl
 from slm_operator.api.validation import FieldError, apply_defaults, validate_object
 from slm_operator.builder.cluster_plan import plan_deployment_cluster
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
+from slm_operator.canary_pin import pin_digest, pin_token
 from slm_operator.executor import carry_out
 from slm_operator.kube import ConflictError, KubeApi, KubeError, NotFoundError, RejectedError
 from slm_operator.metrics import OperatorMetrics
@@ -140,7 +141,9 @@ class Reconciler:
         try:
             written = ensure_rayservice(
                 self.api,
-                build_rayservice(deployment.model_copy(update={"status": status})),
+                build_rayservice(
+                    deployment.model_copy(update={"status": status}), pin_digest=pin_digest(self.settings, deployment)
+                ),
                 existing,
                 now,
                 self.settings.conflict_retries,
@@ -154,7 +157,9 @@ class Reconciler:
             reason, verb = WRITTEN_EVENTS[written.action]
             self.emit(body, "Normal", reason, f"{verb} RayService {key[1]}")
         phase = self._write_status(body, previous, status)
-        carry_out((*decision.actions, *cluster.events), deployment.spec, observer, _ClusterShell(self, body))
+        carry_out(
+            (*decision.actions, *cluster.events), deployment.spec, observer, _ClusterShell(self, body, deployment)
+        )
         if cluster.approval_used:
             self.api.remove_deployment_annotation(*key, constants.ANNOTATION_APPROVE_CLUSTER_UPGRADE)
         return phase
@@ -309,6 +314,7 @@ class _ClusterShell:
 
     reconciler: Reconciler
     body: dict[str, Any]
+    deployment: SLMDeployment
 
     @property
     def _key(self) -> Key:
@@ -317,6 +323,9 @@ class _ClusterShell:
     def router_url(self) -> str:
         namespace, name = self._key
         return self.reconciler.settings.router_url_template.format(name=name, namespace=namespace)
+
+    def pin_token(self) -> str:
+        return pin_token(self.reconciler.settings, self.deployment)
 
     def emit(self, type_: str, reason: str, message: str) -> None:
         self.reconciler.emit(self.body, type_, reason, message)

@@ -101,6 +101,13 @@ class OperatorSettings(BaseSettings):
         default="app.kubernetes.io/name=kuberay-operator",
         description="Comma-separated key=value labels of the KubeRay operator's pods.",
     )
+    pin_key: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_hex(32)),
+        min_length=16,
+        description="Key the per-deployment canary pin tokens are derived from (the router honours "
+        "`x-slm-revision` only with one); set it from a Secret so restarts and replicas agree. "
+        "Unset: a random key per process.",
+    )
     replicas_interval_seconds: float = Field(
         default=30.0, gt=0, description="How often an autoscaled SLMDeployment's replica counts are refreshed."
     )

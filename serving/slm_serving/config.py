@@ -23,7 +23,24 @@ and falls back to the router the moment the route is withdrawn: no gap when a ro
 MODEL_IMPORT_PATH = "slm_serving.apps:model_app"
 QUEUE_DEPTH_POLICY = "slm_serving.autoscaling:queue_depth_policy"
 REVISION_HEADER = "x-slm-revision"
-"""Request header that pins a revision (canary validation); also set on every response."""
+"""Request header that pins a revision (canary validation), honoured only with `PIN_PROOF_HEADER`;
+on answers it names the revision that served, for the operator (and for clients only where
+`RouterUserConfig.expose_revision` says so)."""
+PIN_PROOF_HEADER = "x-slm-pin-token"
+"""Proof that a request comes from the operator: a per-deployment token whose SHA-256 the router holds
+(`RouterUserConfig.pin_token_sha256`); see `slm_serving.pins`."""
+
+MIB = 1024 * 1024
+ASSUMED_CONTEXT_TOKENS = 32768
+"""Context length assumed for the request cap where the spec leaves `maxModelLen` to the model."""
+REQUEST_BYTES_PER_TOKEN = 32
+"""Request bytes allowed per context token: JSON-escaped non-ASCII text (up to 6 bytes a character,
+~4 characters a token) or token-id arrays (~7 bytes a token), with room for the chat envelope."""
+
+
+def default_max_request_bytes(max_model_len: int | None) -> int:
+    """The request body cap for a model's context: a prompt that fills the context fits, at least 1 MiB."""
+    return max(MIB, (max_model_len or ASSUMED_CONTEXT_TOKENS) * REQUEST_BYTES_PER_TOKEN)
 
 
 def revision_app_name(revision: str) -> str:
@@ -81,6 +98,26 @@ class RouterUserConfig(_Contract):
     )
     max_pending_requests: int = Field(
         default=1000, ge=1, description="Requests held while a revision has no ready replica; beyond that: 503."
+    )
+    pin_token_sha256: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the operator's pin token; None: no request may pin a revision.",
+    )
+    expose_revision: bool = Field(
+        default=False, description="Name the serving revision to every client (`x-slm-revision` on answers)."
+    )
+    max_request_bytes: int = Field(
+        default=default_max_request_bytes(None), ge=1024, description="Largest request body; beyond that: 413."
+    )
+    request_timeout_s: float = Field(
+        default=600.0, gt=0, description="Deadline of a whole request, body to last token; then 408/504."
+    )
+    idle_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest silence of a client sending its body (then 408) or of a stream between chunks "
+        "(then the stream ends with an error event).",
     )
 
 

@@ -8,6 +8,7 @@ replicas add up in one place, unlike a `/metrics` route that would answer for on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 from ray.util import metrics
@@ -22,16 +23,31 @@ TTFT_BUCKETS: Final = [
 within these buckets against ratio limits such as 1.5x, which wider buckets (0.1 s, 0.25 s) blur."""
 LATENCY_BUCKETS: Final = [*TTFT_BUCKETS, 60, 120]
 
-NO_REVISION_TAG: Final = "none"
-"""`revision` tag of requests rejected before a revision was chosen (bad body, unknown model)."""
+OTHER_REVISION_TAG: Final = "other"
+"""`revision` tag of everything but a live revision: requests refused before one was chosen (bad body,
+unknown model, a pin to a revision that is not live) and the last answers of a revision retired
+meanwhile. So the tag's values are the live revisions and this one, whatever clients send."""
+
+
+def revision_tag(revision: str | None, live: frozenset[str]) -> str:
+    """The `revision` tag for a request served (or refused) as `revision`."""
+    return revision if revision is not None and revision in live else OTHER_REVISION_TAG
 
 
 class RouterMetrics:
-    """Requests, errors, latency, time to first token and tokens, tagged by revision; the same requests
-    one by one in `window`, for the rollout gate."""
+    """Requests, errors, latency, time to first token and tokens of user traffic, tagged by revision
+    (bounded: `revision_tag`); the same requests one by one in `window`, for the rollout gate; the
+    operator's own requests apart (`observe_validation`)."""
 
     def __init__(self) -> None:
         self.window = SampleWindow()
+        self._live: frozenset[str] = frozenset()
+        self.validation = metrics.Counter(
+            "slm_router_validation_requests_total",
+            description="The operator's pinned requests (golden prompts), kept out of the user metrics "
+            "the rollout gate judges.",
+            tag_keys=("revision", "code"),
+        )
         self.requests = metrics.Counter(
             "slm_router_requests_total",
             description="Requests answered by the router, by revision, endpoint and HTTP status.",
@@ -65,16 +81,21 @@ class RouterMetrics:
             tag_keys=("revision",),
         )
 
+    def set_live(self, revisions: Iterable[str]) -> None:
+        """The revisions that may appear as tag values (the router's current routes)."""
+        self._live = frozenset(revisions)
+
     def observe(
         self,
-        revision: str,
+        revision: str | None,
         endpoint: str,
         status: int,
         latency_s: float,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
     ) -> None:
-        """One finished request."""
+        """One finished user request (`revision` None: refused before a revision was chosen)."""
+        revision = revision_tag(revision, self._live)
         self.window.record(revision, status, latency_s)
         code = str(status)
         tags = {"revision": revision, "endpoint": endpoint, "code": code}
@@ -91,7 +112,11 @@ class RouterMetrics:
 
     def observe_ttft(self, revision: str, endpoint: str, seconds: float) -> None:
         self.window.record_ttft(revision, seconds)
-        self.ttft.observe(seconds, {"revision": revision, "endpoint": endpoint})
+        self.ttft.observe(seconds, {"revision": revision_tag(revision, self._live), "endpoint": endpoint})
+
+    def observe_validation(self, revision: str | None, status: int) -> None:
+        """One finished request of the operator's."""
+        self.validation.inc(1, {"revision": revision_tag(revision, self._live), "code": str(status)})
 
 
 class EngineMetrics:

@@ -9,10 +9,17 @@
   canary and the stable pay the same hop and the rollout gate compares them on equal terms. See
   `slm_operator.builder.serve_config` for why changing routes never drops a request.
 
-Per request: pick a revision (`x-slm-revision` pin, else weighted draw from `RouterUserConfig`); the
-local one in-process, any other through its application's handle (`serve.get_app_handle` →
-`LLMEngine.complete` / `.stream`). The answer goes back as JSON or SSE, with `x-slm-revision` naming
-the revision that served.
+Per request: pick a revision (the operator's `x-slm-revision` pin, else weighted draw from
+`RouterUserConfig`); the local one in-process, any other through its application's handle
+(`serve.get_app_handle` → `LLMEngine.complete` / `.stream`). The answer goes back as JSON or SSE,
+naming the revision that served (`x-slm-revision`) to the operator, or to all where configured.
+
+Security (docs/security.md, "Router: canary pin, metric labels, limits"): a pin counts only with the
+operator's pin token (`slm_serving.pins`); the operator's requests are counted apart from user
+traffic; metric tags name live revisions only; the body is capped (`max_request_bytes`, 413), the
+request has a deadline (`request_timeout_s`: 408 while the body arrives, 504 after) and a body or a
+stream may not stall (`idle_timeout_s`); a failure inside the service reaches the client as a generic
+message with the request id, its details go to the log.
 
 Kept cheap per request: the body is forwarded as bytes (vLLM parses it once, in the engine), no
 pydantic objects, the `/v1/models` answer is precomputed. Weights change through `reconfigure()`
@@ -37,7 +44,8 @@ import logging
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -46,26 +54,35 @@ from starlette.responses import Response, StreamingResponse
 
 from slm_serving.config import (
     ENGINE_DEPLOYMENT_NAME,
+    PIN_PROOF_HEADER,
     REVISION_HEADER,
     ROUTER_DEPLOYMENT_NAME,
     RouterUserConfig,
     revision_app_name,
 )
-from slm_serving.metrics import NO_REVISION_TAG, RouterMetrics
-from slm_serving.protocol import Head, Usage
+from slm_serving.metrics import RouterMetrics
+from slm_serving.pins import PinProof, check_pin_proof
+from slm_serving.protocol import Endpoint, Head, Usage
 from slm_serving.routing import (
+    BODY_TIMEOUT,
     ENDPOINTS,
     NO_REVISION,
+    PIN_REJECTED,
     TOO_MANY_PENDING,
     RequestError,
     build_health_body,
     build_models_body,
     build_route_table,
     cold_start_timeout,
+    deadline_exceeded,
+    internal_error,
     method_not_allowed,
     not_found,
     parse_request,
-    revision_failed,
+    request_id_of,
+    request_too_large,
+    sse_error_event,
+    stream_idle,
     unknown_revision,
 )
 from slm_serving.samples import SAMPLES_PATH, parse_after
@@ -73,6 +90,9 @@ from slm_serving.samples import SAMPLES_PATH, parse_after
 logger = logging.getLogger("ray.serve")
 
 _JSON = "application/json"
+REQUEST_ID_HEADER: Final = "x-request-id"
+"""Serve's request id (its proxy sets it and names it on the answer); error answers carry it too."""
+_ERROR_EVENT: Final = 'data: {"error"'
 _NOT_READY_POLL_S = 1.0
 _READY_POLL_S = 5.0
 
@@ -141,76 +161,144 @@ class Router:
         self._models_body = build_models_body(config.served_model_name, config.adapter_names, int(time.time()))
         self._table = build_route_table(config)
         self._metrics.window.keep(r.revision for r in self._table.routes)
+        self._metrics.set_live(r.revision for r in self._table.routes)
         if self._local_app is not None:
             self._ready[self._local_app] = True
 
     async def handle(self, request: Request) -> Response:
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
         path = request.url.path
+        proof = check_pin_proof(request.headers.get(PIN_PROOF_HEADER), self._config.pin_token_sha256)
+        if proof is PinProof.INVALID:
+            return _error_response(PIN_REJECTED, None)
+        operator = proof is PinProof.VALID
         endpoint = ENDPOINTS.get(path)
         if endpoint is None:
-            return self._non_forwarded(request.method, path, request.url.query)
+            return self._non_forwarded(request.method, path, request.url.query, operator=operator)
         if request.method != "POST":
             return _error_response(method_not_allowed(request.method, path), None)
-        body = await request.body()
+        ex = _Exchange(
+            endpoint=endpoint,
+            operator=operator,
+            request_id=request_id_of(request.headers.get(REQUEST_ID_HEADER)),
+            started=started,
+            deadline=loop.time() + self._config.request_timeout_s,
+        )
+        body = await self._read_body(request, ex)
+        if isinstance(body, RequestError):
+            return self._refused(ex, body)
         parsed = parse_request(body, self._accepted_models)
         if isinstance(parsed, RequestError):
-            self._metrics.observe(NO_REVISION_TAG, endpoint, parsed.status, 0.0)
-            return _error_response(parsed, None)
-        pin = request.headers.get(REVISION_HEADER)
+            return self._refused(ex, parsed)
+        pin = request.headers.get(REVISION_HEADER) if operator else None
         forward = self._stream if parsed.stream else self._complete
-        while True:  # again only when the chosen revision was retired before it answered
-            route = self._table.pinned(pin) if pin else self._table.pick(random.random())
-            if route is None:
-                error = unknown_revision(pin) if pin else NO_REVISION
-                self._metrics.observe(pin or NO_REVISION_TAG, endpoint, error.status, 0.0)
-                return _error_response(error, None)
-            response = await forward(route.revision, route.app_name, endpoint, body, started)
-            if response is not None:
-                return response
+        try:
+            async with asyncio.timeout_at(ex.deadline):
+                while True:  # again only when the chosen revision was retired before it answered
+                    route = self._table.pinned(pin) if pin else self._table.pick(random.random())
+                    if route is None:
+                        return self._refused(ex, unknown_revision(pin) if pin else NO_REVISION)
+                    ex.revision = route.revision
+                    response = await forward(route.revision, route.app_name, body, ex)
+                    if response is not None:
+                        return response
+        except TimeoutError:
+            logger.warning("request %s: no answer from revision %s within its deadline", ex.request_id, ex.revision)
+            error = deadline_exceeded(self._config.request_timeout_s)
+            self._observe(ex, ex.revision, error.status)
+            return _error_response(error, self._revision_header(ex))
 
-    async def _complete(self, revision: str, app: str, endpoint: str, body: bytes, started: float) -> Response | None:
+    async def _read_body(self, request: Request, ex: _Exchange) -> bytes | RequestError:
+        """The body, at most `max_request_bytes` of it, each piece within the idle timeout and all of it
+        within the request's deadline."""
+        limit = self._config.max_request_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return request_too_large(limit)
+        loop = asyncio.get_running_loop()
+        pieces: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout_at(min(loop.time() + self._config.idle_timeout_s, ex.deadline)) as window:
+                async for piece in request.stream():
+                    size += len(piece)
+                    if size > limit:
+                        return request_too_large(limit)
+                    pieces.append(piece)
+                    window.reschedule(min(loop.time() + self._config.idle_timeout_s, ex.deadline))
+        except TimeoutError:
+            return BODY_TIMEOUT
+        return b"".join(pieces)
+
+    def _refused(self, ex: _Exchange, error: RequestError) -> Response:
+        """A request answered before any revision was chosen."""
+        self._observe(ex, None, error.status)
+        return _error_response(error, None)
+
+    def _observe(
+        self, ex: _Exchange, revision: str | None, status: int, prompt_tokens: int = 0, completion_tokens: int = 0
+    ) -> None:
+        """A finished request into the metrics: user traffic, or the operator's apart."""
+        if ex.operator:
+            self._metrics.observe_validation(revision, status)
+        else:
+            latency = time.monotonic() - ex.started
+            self._metrics.observe(revision, ex.endpoint, status, latency, prompt_tokens, completion_tokens)
+
+    def _revision_header(self, ex: _Exchange) -> str | None:
+        """The revision to name on the answer: to the operator always, to clients where configured."""
+        return ex.revision if ex.operator or self._config.expose_revision else None
+
+    def _head_response(self, ex: _Exchange, revision: str, status: int, payload: bytes) -> Response:
+        """A whole JSON answer; a failure inside the service (5xx) loses its text to the log."""
+        if status >= 500:
+            logger.warning("request %s: revision %s answered %d: %s", ex.request_id, revision, status, payload[:2000])
+            payload = internal_error(status, ex.request_id).body()
+        return Response(payload, status_code=status, media_type=_JSON, headers=_headers(self._revision_header(ex)))
+
+    async def _complete(self, revision: str, app: str, body: bytes, ex: _Exchange) -> Response | None:
         calls: list[Any] = []
 
         def call() -> Any:
             if self._local is not None and app == self._local_app:
-                calls.append(asyncio.ensure_future(self._local.complete(endpoint, body)))
+                calls.append(asyncio.ensure_future(self._local.complete(ex.endpoint, body)))
             else:
-                calls.append(self._handle(app).complete.remote(endpoint, body))
+                calls.append(self._handle(app).complete.remote(ex.endpoint, body))
             return calls[0]
 
-        head = await self._first(revision, app, call)
+        head = await _cancelling_on_exit(calls, self._first(revision, app, call, ex))
         if head is None or isinstance(head, RequestError):
-            return self._unanswered(head, calls, revision, endpoint, started)
+            return self._unanswered(head, calls, revision, ex)
         status, payload, prompt_tokens, completion_tokens = head
-        self._metrics.observe(revision, endpoint, status, time.monotonic() - started, prompt_tokens, completion_tokens)
-        return Response(payload, status_code=status, media_type=_JSON, headers={REVISION_HEADER: revision})
+        self._observe(ex, revision, status, prompt_tokens, completion_tokens)
+        return self._head_response(ex, revision, status, payload or b"")
 
-    async def _stream(self, revision: str, app: str, endpoint: str, body: bytes, started: float) -> Response | None:
+    async def _stream(self, revision: str, app: str, body: bytes, ex: _Exchange) -> Response | None:
         calls: list[Any] = []
 
         def call() -> Any:
             if self._local is not None and app == self._local_app:
-                calls.append(_LocalStream(self._local.stream(endpoint, body)))
+                calls.append(_LocalStream(self._local.stream(ex.endpoint, body)))
             else:
-                calls.append(self._handle(app, stream=True).stream.remote(endpoint, body))
+                calls.append(self._handle(app, stream=True).stream.remote(ex.endpoint, body))
             return calls[0].__anext__()
 
-        head = await self._first(revision, app, call)
+        head = await _cancelling_on_exit(calls, self._first(revision, app, call, ex))
         if head is None or isinstance(head, RequestError):
-            return self._unanswered(head, calls, revision, endpoint, started)
+            return self._unanswered(head, calls, revision, ex)
         status, payload = head[0], head[1]
         if payload is not None:  # an error (or a whole answer) instead of a stream
-            self._metrics.observe(revision, endpoint, status, time.monotonic() - started)
-            return Response(payload, status_code=status, media_type=_JSON, headers={REVISION_HEADER: revision})
+            self._observe(ex, revision, status)
+            return self._head_response(ex, revision, status, payload)
         return StreamingResponse(
-            self._relay(revision, endpoint, calls[0], started),
+            self._relay(revision, ex, calls[0]),
             media_type="text/event-stream",
-            headers={REVISION_HEADER: revision},
+            headers=_headers(self._revision_header(ex)),
         )
 
     def _unanswered(
-        self, error: RequestError | None, calls: list[Any], revision: str, endpoint: str, started: float
+        self, error: RequestError | None, calls: list[Any], revision: str, ex: _Exchange
     ) -> Response | None:
         """The revision did not answer: its call is cancelled; then None (retired: route the request
         again) or the error response."""
@@ -218,31 +306,54 @@ class Router:
             calls[0].cancel()
         if error is None:
             return None
-        self._metrics.observe(revision, endpoint, error.status, time.monotonic() - started)
-        return _error_response(error, revision)
+        self._observe(ex, revision, error.status)
+        return _error_response(error, self._revision_header(ex))
 
-    async def _relay(self, revision: str, endpoint: str, chunks: Any, started: float) -> AsyncIterator[str]:
+    async def _relay(self, revision: str, ex: _Exchange, chunks: Any) -> AsyncIterator[str]:
+        """The stream's chunks, each within the idle timeout and all within the deadline; a stream that
+        stalls or fails ends with an error event (its status line is already sent)."""
+        loop = asyncio.get_running_loop()
+        idle_s = self._config.idle_timeout_s
         first = True
         usage: tuple[int, int] = (0, 0)
         status = 200
         try:
-            async for item in chunks:
+            while True:
+                idle_bound = loop.time() + idle_s < ex.deadline
+                try:
+                    async with asyncio.timeout_at(min(loop.time() + idle_s, ex.deadline)):
+                        item = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    status = 504
+                    timeout = stream_idle(idle_s) if idle_bound else deadline_exceeded(self._config.request_timeout_s)
+                    logger.warning("request %s: stream from revision %s: %s", ex.request_id, revision, timeout.code)
+                    yield sse_error_event(timeout)
+                    break
                 if isinstance(item, str):
-                    if first:
-                        self._metrics.observe_ttft(revision, endpoint, time.monotonic() - started)
-                        first = False
+                    if item.startswith(_ERROR_EVENT):  # vLLM's error inside a stream: its text is internal
+                        status = 500
+                        logger.warning("request %s: stream from revision %s failed: %s", ex.request_id, revision, item)
+                        yield sse_error_event(internal_error(500, ex.request_id))
+                        break
+                    if first and not ex.operator:
+                        self._metrics.observe_ttft(revision, ex.endpoint, time.monotonic() - ex.started)
+                    first = False
                     yield item
                 else:
                     usage = item
         except Exception:
             status = 500
-            logger.exception("stream from revision %s broke off", revision)
-            raise
+            logger.exception("request %s: stream from revision %s broke off", ex.request_id, revision)
+            yield sse_error_event(internal_error(500, ex.request_id))
         finally:
             chunks.cancel()
-            self._metrics.observe(revision, endpoint, status, time.monotonic() - started, *usage)
+            self._observe(ex, revision, status, *usage)
 
-    async def _first(self, revision: str, app: str, call: Callable[[], Awaitable[Any]]) -> Head | RequestError | None:
+    async def _first(
+        self, revision: str, app: str, call: Callable[[], Awaitable[Any]], ex: _Exchange
+    ) -> Head | RequestError | None:
         """The engine's head (from `call()`); held and time-bounded while the revision has no running
         replica. None: the revision was retired (`reconfigure`) before it answered."""
         cold = not self._ready.get(app, False)
@@ -267,12 +378,12 @@ class Router:
             logger.info("revision %s was retired before it answered; routing the request again", revision)
             return None
         except TimeoutError:
-            return cold_start_timeout(revision, self._config.cold_start_timeout_s)
+            return cold_start_timeout(self._config.cold_start_timeout_s)
         except Exception as exc:  # the handle raises Ray/Serve errors of many kinds: all mean "not served"
-            logger.warning("revision %s failed a request: %s", revision, exc)
+            logger.warning("request %s: revision %s failed: %s: %s", ex.request_id, revision, type(exc).__name__, exc)
             if app != self._local_app:
                 self._ready[app] = False
-            return revision_failed(revision, f"{type(exc).__name__}: {exc}"[:500])
+            return internal_error(503, ex.request_id)
         finally:
             if answer is not None:
                 waiting.discard(answer)
@@ -305,15 +416,16 @@ class Router:
             all_ready = all(self._ready.get(app, False) for app in apps)
             await asyncio.sleep(_READY_POLL_S if all_ready else _NOT_READY_POLL_S)
 
-    def _non_forwarded(self, method: str, path: str, query: str) -> Response:
-        if path == SAMPLES_PATH:  # the rollout gate's read of recent requests (numbers only)
+    def _non_forwarded(self, method: str, path: str, query: str, *, operator: bool) -> Response:
+        if path == SAMPLES_PATH and operator:  # the rollout gate's read of recent requests (numbers only)
             return Response(self._metrics.window.export(parse_after(query)), media_type=_JSON)
         if path == "/v1/models":
             if method != "GET":
                 return _error_response(method_not_allowed(method, path), None)
             return Response(self._models_body, media_type=_JSON)
         if path == "/healthz":
-            return Response(build_health_body(self._table, self._ready), media_type=_JSON)
+            body = build_health_body(self._table, self._ready, with_revisions=operator)
+            return Response(body, media_type=_JSON)
         return _error_response(not_found(path), None)
 
 
@@ -343,6 +455,38 @@ def _running_apps(apps: list[str]) -> dict[str, bool]:
     return ready
 
 
+def _headers(revision: str | None) -> dict[str, str] | None:
+    return {REVISION_HEADER: revision} if revision else None
+
+
 def _error_response(error: RequestError, revision: str | None) -> Response:
-    headers = {REVISION_HEADER: revision} if revision else None
-    return Response(error.body(), status_code=error.status, media_type=_JSON, headers=headers)
+    return Response(error.body(), status_code=error.status, media_type=_JSON, headers=_headers(revision))
+
+
+async def _cancelling_on_exit(
+    calls: list[Any], head: Awaitable[Head | RequestError | None]
+) -> Head | RequestError | None:
+    """`head`, and if this request is cancelled meanwhile (its deadline, the client gone) the call it
+    made is cancelled too: a Serve handle call does not follow the caller's cancellation by itself."""
+    try:
+        return await head
+    except asyncio.CancelledError:
+        if calls:
+            calls[0].cancel()
+        raise
+
+
+@dataclass
+class _Exchange:
+    """One forwarded request as the router tracks it."""
+
+    endpoint: Endpoint
+    operator: bool
+    """Carries the operator's pin proof: its pin is honoured, its traffic kept out of the user metrics."""
+    request_id: str
+    started: float
+    """`time.monotonic()` at arrival (latency metrics)."""
+    deadline: float
+    """Event-loop time by which the answer must be complete."""
+    revision: str | None = None
+    """The revision chosen (last chosen, if one was retired meanwhile)."""

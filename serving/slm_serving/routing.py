@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
+import secrets
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Final
@@ -94,7 +96,62 @@ def parse_request(body: bytes, accepted_models: frozenset[str]) -> ForwardReques
 
 
 def unknown_revision(revision: str) -> RequestError:
+    """A pin (the operator's only: see `slm_serving.pins`) to a revision that is not live."""
     return RequestError(404, f"revision `{revision}` is not live", "invalid_request_error", None, "revision_not_found")
+
+
+PIN_REJECTED = RequestError(
+    403, "the pin token is not valid for this deployment", "permission_error", None, "invalid_pin_token"
+)
+
+
+def request_too_large(limit: int) -> RequestError:
+    return RequestError(
+        413, f"the request body is larger than {limit} bytes", "invalid_request_error", None, "request_too_large"
+    )
+
+
+BODY_TIMEOUT = RequestError(
+    408, "the request body did not arrive in time", "invalid_request_error", None, "request_timeout"
+)
+
+
+def deadline_exceeded(timeout_s: float) -> RequestError:
+    return RequestError(
+        504,
+        f"no complete answer within the request deadline of {timeout_s:g}s",
+        "timeout_error",
+        None,
+        "deadline_exceeded",
+    )
+
+
+def stream_idle(timeout_s: float) -> RequestError:
+    return RequestError(504, f"the model sent nothing for {timeout_s:g}s", "timeout_error", None, "stream_idle_timeout")
+
+
+def internal_error(status: int, request_id: str) -> RequestError:
+    """What a client sees of a failure inside the service: no exception text (that goes to the log,
+    under the same request id)."""
+    kind = "service_unavailable" if status == 503 else "server_error"
+    return RequestError(status, f"the model could not answer (request id {request_id})", kind, None, "internal_error")
+
+
+def sse_error_event(error: RequestError) -> str:
+    """An error that ends a stream already under way (its status line is sent): vLLM's shape, an error
+    event and then the end marker."""
+    return f"data: {error.body().decode()}\n\ndata: [DONE]\n\n"
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(header: str | None) -> str:
+    """The request's id: Serve's (`x-request-id`, which Serve also puts on the answer and in its access
+    log), or a fresh one where it is missing or not a plain token (it goes into log lines)."""
+    if header is not None and _REQUEST_ID.fullmatch(header):
+        return header
+    return secrets.token_hex(8)
 
 
 NO_REVISION = RequestError(503, "no model revision is receiving traffic", "service_unavailable", None, "no_revision")
@@ -103,19 +160,9 @@ TOO_MANY_PENDING = RequestError(
 )
 
 
-def cold_start_timeout(revision: str, timeout_s: float) -> RequestError:
+def cold_start_timeout(timeout_s: float) -> RequestError:
     return RequestError(
-        503,
-        f"no replica of revision `{revision}` became ready within {timeout_s:g}s",
-        "service_unavailable",
-        None,
-        "cold_start_timeout",
-    )
-
-
-def revision_failed(revision: str, reason: str) -> RequestError:
-    return RequestError(
-        503, f"revision `{revision}` is unavailable: {reason}", "service_unavailable", None, "revision_unavailable"
+        503, f"no model replica became ready within {timeout_s:g}s", "service_unavailable", None, "cold_start_timeout"
     )
 
 
@@ -137,7 +184,13 @@ def build_models_body(served_model_name: str, adapter_names: tuple[str, ...], cr
     return json.dumps({"object": "list", "data": entries}).encode()
 
 
-def build_health_body(table: RouteTable, ready_apps: dict[str, bool]) -> bytes:
-    """`GET /healthz`: the router is up; per live revision, its weight and whether a replica runs."""
-    revisions = {r.revision: {"weight": r.weight, "ready": ready_apps.get(r.app_name, False)} for r in table.routes}
-    return json.dumps({"status": "ok", "revisions": revisions}).encode()
+def build_health_body(table: RouteTable, ready_apps: dict[str, bool], *, with_revisions: bool) -> bytes:
+    """`GET /healthz`: the router is up and whether a revision with traffic has a running replica; per
+    live revision its weight and readiness only `with_revisions` (the operator's requests)."""
+    ready = any(ready_apps.get(r.app_name, False) for r in table.weighted)
+    body: dict[str, object] = {"status": "ok", "ready": ready}
+    if with_revisions:
+        body["revisions"] = {
+            r.revision: {"weight": r.weight, "ready": ready_apps.get(r.app_name, False)} for r in table.routes
+        }
+    return json.dumps(body).encode()

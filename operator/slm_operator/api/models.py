@@ -384,7 +384,38 @@ class ClusterUpgradeSpec(ApiModel):
     )
 
 
-# ---------------------------------------------------------------- spec
+# ---------------------------------------------------------------- spec.router
+
+
+class RouterSpec(ApiModel):
+    """Limits of the OpenAI router in front of the model; changes apply in place, without a restart."""
+
+    max_request_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body in bytes (413 beyond it). Unset: 32 bytes per token of the "
+        "context (maxModelLen, 32768 where that is unset), at least 1 MiB.",
+    )
+    request_timeout_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=86400,
+        description="Deadline of a whole request, from its first byte to its last token: 408 while the "
+        "body still arrives, 504 after; a stream under way ends with an error event.",
+    )
+    idle_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="Longest silence of a client sending its body (408) or of a stream between two chunks "
+        "(the stream ends with an error event).",
+    )
+    expose_revision: bool = Field(
+        default=False,
+        description="Name the revision that served on every answer (`x-slm-revision` header); off, only "
+        "the operator's own requests learn it.",
+    )
 
 
 # ---------------------------------------------------------------- spec.network
@@ -483,6 +514,7 @@ class SLMDeploymentSpec(ApiModel):
     cost: CostSpec = Field(
         default_factory=CostSpec, description="Prices the cost per million output tokens is computed with."
     )
+    router: RouterSpec = Field(default_factory=RouterSpec, description="Limits of the OpenAI router.")
 
 
 # ---------------------------------------------------------------- status

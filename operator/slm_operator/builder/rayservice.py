@@ -33,13 +33,14 @@ def endpoint_url(name: str, namespace: str) -> str:
     return f"http://{name}-serve-svc.{namespace}.svc:{constants.SERVE_PORT}/v1"
 
 
-def build_rayservice(deployment: SLMDeployment) -> dict[str, Any]:
-    """The RayService that serves every live revision of the SLMDeployment."""
+def build_rayservice(deployment: SLMDeployment, *, pin_digest: str | None = None) -> dict[str, Any]:
+    """The RayService that serves every live revision of the SLMDeployment (`pin_digest`: see
+    `build_serve_config`)."""
     meta = deployment.metadata
     name, namespace = str(meta["name"]), str(meta.get("namespace") or "default")
     spec = deployment.spec
     revisions = live_revisions(spec, deployment.status)
-    serve_config = build_serve_config(spec, deployment.status)
+    serve_config = build_serve_config(spec, deployment.status, pin_digest=pin_digest)
     cluster = current_cluster(spec, deployment.status)
     stable = next((r.name for r in revisions if r.role == "stable"), revisions[0].name)
     labels = rayservice_labels(name)

@@ -38,6 +38,7 @@ from slm_serving.config import (
     ServeAutoscalingConfig,
     ServeConfigV2,
     ServeDeploymentConfig,
+    default_max_request_bytes,
     revision_app_name,
 )
 
@@ -92,15 +93,32 @@ def build_engine_deployment(
     )
 
 
-def build_router_config(spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus]) -> RouterUserConfig:
-    """The routes and accepted model names (base model and every live revision's adapters)."""
+def build_router_config(
+    spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus], pin_digest: str | None = None
+) -> RouterUserConfig:
+    """The routes, accepted model names (base model and every live revision's adapters), the limits of
+    `spec.router` (the body cap sized for the longest live context) and the operator's pin digest."""
+    router = spec.router
     return RouterUserConfig(
         served_model_name=spec.model.served_model_name,
         adapter_names=tuple(sorted({a.name for r in revisions for a in r.template.adapters})),
         routes=tuple(
             RevisionRoute(revision=r.name, app_name=revision_app_name(r.name), weight=r.weight) for r in revisions
         ),
+        pin_token_sha256=pin_digest,
+        expose_revision=router.expose_revision,
+        max_request_bytes=router.max_request_bytes or default_max_request_bytes(_longest_context(revisions)),
+        request_timeout_s=router.request_timeout_seconds,
+        idle_timeout_s=router.idle_timeout_seconds,
     )
+
+
+def _longest_context(revisions: Sequence[RevisionStatus]) -> int | None:
+    """The longest `maxModelLen` of the live revisions; None where one leaves it to the model."""
+    contexts = [r.template.model.max_model_len for r in revisions]
+    if not contexts or None in contexts:
+        return None
+    return max(c for c in contexts if c is not None)
 
 
 def direct_revision(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> str | None:
@@ -142,13 +160,18 @@ def build_revision_application(
 
 
 def build_serve_config(
-    spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None, *, port: int = SERVE_PORT
+    spec: SLMDeploymentSpec,
+    status: SLMDeploymentStatus | None,
+    *,
+    port: int = SERVE_PORT,
+    pin_digest: str | None = None,
 ) -> ServeConfigV2:
-    """The router application plus one application per live revision (from `status`, else the spec's)."""
+    """The router application plus one application per live revision (from `status`, else the spec's);
+    `pin_digest`: SHA-256 of the operator's pin token (`slm_serving.pins`), None: no pins honoured."""
     revisions = live_revisions(spec, status)
     bounds = revision_bounds(spec, status)
     direct = direct_revision(spec, status)
-    router = build_router_config(spec, revisions)
+    router = build_router_config(spec, revisions, pin_digest)
     return ServeConfigV2(
         http_options=HTTPOptions(port=port),
         applications=(

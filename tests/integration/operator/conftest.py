@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import kopf
 import kubernetes
 import pytest
+from pydantic import SecretStr
 
 from slm_operator.runner import operator_in_thread
 from slm_operator.settings import OperatorSettings
@@ -38,6 +39,7 @@ def _settings_for(api: EmulatorThread) -> OperatorSettings:
         health_port=0,
         log_format="text",
         dashboard_url_template="",  # no Ray here: replicas are estimated from KubeRay's application states
+        pin_key=SecretStr("operator-tests-pin-key"),  # as the chart sets it: restarts derive the same tokens
     )
 
 

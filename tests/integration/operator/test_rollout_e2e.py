@@ -59,7 +59,9 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
     stop_load = threading.Event()
     with KubeRayStandIn(k8s, local, "tiny") as kuberay:
         with operator_in_thread(settings):
-            k8s.create_namespaced_custom_object(*SLMD, tiny())
+            deployment = tiny()
+            deployment["spec"]["router"] = {"exposeRevision": True}  # so the load generator sees who served
+            k8s.create_namespaced_custom_object(*SLMD, deployment)
             # Replica counts come from Serve's REST API on the head (the dashboard), per revision, read in
             # the background: they reach the status on the pass after the first Ready.
             ready = wait_for(

@@ -12,6 +12,7 @@ import kubernetes
 import pytest
 from pydantic import SecretStr
 
+from slm_operator.canary_pin import PinKey
 from slm_operator.runner import operator_in_thread
 from slm_operator.settings import OperatorSettings
 from tests.harness.cluster import SLMD, rays, slmd, tiny, wait_for
@@ -19,11 +20,12 @@ from tests.harness.emulator import EmulatorThread
 
 FAKE_HF_TOKEN = "hf_FAKEfakeFAKE0123456789secretvalue"
 TOKEN_KEY = "test-ray-token-key-0123456789abcdef"
+PIN_KEY = "test-pin-key-0123456789abcdef"
 
 
 @pytest.fixture
 def settings(settings: OperatorSettings) -> OperatorSettings:
-    return settings.model_copy(update={"ray_token_key": SecretStr(TOKEN_KEY)})
+    return settings.model_copy(update={"ray_token_key": SecretStr(TOKEN_KEY), "pin_key": SecretStr(PIN_KEY)})
 
 
 def _core(api: EmulatorThread) -> kubernetes.client.CoreV1Api:
@@ -93,8 +95,9 @@ def test_no_secret_reaches_logs_events_status_or_the_rayservice(
     settings: OperatorSettings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A fake HF token in the credentials Secret, and the operator's own Ray token, appear in none of
-    what the operator writes or says (at DEBUG, kopf's and the client's loggers included)."""
+    """A fake HF token in the credentials Secret, the operator's own Ray token, its canary pin token and
+    both keys appear in none of what the operator writes or says (at DEBUG, kopf's and the client's
+    loggers included); the serveConfigV2 holds the pin token's digest only."""
     _core(api).create_namespaced_secret(
         "default",
         {
@@ -114,6 +117,10 @@ def test_no_secret_reaches_logs_events_status_or_the_rayservice(
         status = wait_for(lambda: slmd(k8s).get("status"), what="status")
         wait_for(lambda: api.objects("events"), what="Events")
     ray_token = base64.b64decode(secret["data"]["auth_token"]).decode()
+    meta = slmd(k8s)["metadata"]
+    pin_key = PinKey(PIN_KEY.encode())
+    pin_token = pin_key.token(meta["namespace"], meta["name"], meta["uid"])
+    assert pin_key.digest(meta["namespace"], meta["name"], meta["uid"]) in rayservice["spec"]["serveConfigV2"]
     worker = rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert [e["name"] for e in worker["env"]] == ["HF_TOKEN"]  # by reference, the one key hf:// needs
     said = "\n".join(
@@ -126,5 +133,5 @@ def test_no_secret_reaches_logs_events_status_or_the_rayservice(
         ]
     )
     assert len(caplog.records) > 10  # the operator did talk
-    for secret_value in (FAKE_HF_TOKEN, ray_token, TOKEN_KEY):
+    for secret_value in (FAKE_HF_TOKEN, ray_token, TOKEN_KEY, pin_token, PIN_KEY):
         assert secret_value not in said

@@ -18,6 +18,8 @@ from slm_serving.config import (
     API_ROUTE_PREFIX,
     ENGINE_DEPLOYMENT_NAME,
     MODEL_IMPORT_PATH,
+    PIN_PROOF_HEADER,
+    REVISION_HEADER,
     ROUTER_APP_NAME,
     ROUTER_DEPLOYMENT_NAME,
     ROUTER_IMPORT_PATH,
@@ -32,11 +34,19 @@ from slm_serving.config import (
     revision_app_name,
 )
 from slm_serving.local import LocalServe
+from slm_serving.pins import derive_pin_token, pin_token_digest
 
 MODEL = "tiny"
 GOOD = "good"
 BAD = "bad"
 DEFAULT_WEIGHTS = {GOOD: 80, BAD: 20}
+PIN_TOKEN = derive_pin_token(b"serving integration tests", "tests/local/")
+"""The operator's pin token for this stack (`slm_serving.pins`); its digest is in every router config."""
+
+
+def pinned(revision: str) -> dict[str, str]:
+    """Headers of the operator's pinned requests (golden prompts); a client without the token cannot pin."""
+    return {REVISION_HEADER: revision, PIN_PROOF_HEADER: PIN_TOKEN}
 
 
 def engine_application(revision: str, source: str) -> ServeApplicationConfig:
@@ -68,11 +78,14 @@ def build_config(
     **router_options: object,
 ) -> ServeConfigV2:
     """The router (route `/`) and the good and bad revisions (plus any extra), all with the routes
-    (`weights`) as their user_config; the `direct` revision's application also takes `/v1`."""
+    (`weights`) as their user_config; the `direct` revision's application also takes `/v1`. Answers
+    name the revision that served (`expose_revision`), so tests can see where requests went."""
     router = RouterUserConfig.model_validate(
         {
             "served_model_name": MODEL,
             "routes": [RevisionRoute(revision=r, app_name=revision_app_name(r), weight=w) for r, w in weights.items()],
+            "pin_token_sha256": pin_token_digest(PIN_TOKEN),
+            "expose_revision": True,
             **router_options,
         }
     ).model_dump(mode="json")

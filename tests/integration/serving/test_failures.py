@@ -7,10 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from slm_serving.config import REVISION_HEADER
 from slm_serving.local import LocalServe, LocalServeError
 
-from .conftest import DEFAULT_WEIGHTS, GOOD, MODEL, build_config, engine_application
+from .conftest import DEFAULT_WEIGHTS, GOOD, MODEL, build_config, engine_application, pinned
 
 pytestmark = pytest.mark.serving
 
@@ -30,7 +29,7 @@ def test_revision_that_cannot_load_reports_the_cause(local_serve: LocalServe, tm
         ok = httpx.post(
             f"{local_serve.url}/v1/completions",
             json={"model": MODEL, "prompt": "What is the capital of France?", "max_tokens": 4, "temperature": 0},
-            headers={REVISION_HEADER: GOOD},
+            headers=pinned(GOOD),
             timeout=60,
         )
         assert ok.status_code == 200

@@ -11,7 +11,7 @@ import pytest
 from slm_serving.config import REVISION_HEADER
 from slm_serving.local import LocalServe
 
-from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL
+from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, pinned
 
 READY = {rev: {"weight": weight, "ready": True} for rev, weight in DEFAULT_WEIGHTS.items()}
 
@@ -24,7 +24,7 @@ def client(local_serve: LocalServe) -> openai.OpenAI:
 
 
 def _pin(revision: str) -> dict[str, str]:
-    return {REVISION_HEADER: revision}
+    return pinned(revision)
 
 
 @pytest.mark.parametrize(("revision", "country", "good_answer"), [(GOOD, "France", True), (BAD, "France", False)])
@@ -132,7 +132,7 @@ def test_openai_client_raises_typed_errors(client: openai.OpenAI) -> None:
 
 def test_unknown_path_and_health(local_serve: LocalServe) -> None:
     def health() -> dict[str, object]:
-        response = httpx.get(f"{local_serve.url}/healthz", timeout=10)
+        response = httpx.get(f"{local_serve.url}/healthz", headers=pinned(GOOD), timeout=10)
         assert response.status_code == 200
         return response.json()  # type: ignore[no-any-return]
 

@@ -15,7 +15,7 @@ import pytest
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, ServeAutoscalingConfig, ServeDeploymentConfig
 from slm_serving.local import LocalServe
 
-from .conftest import DEFAULT_WEIGHTS, MODEL, build_config, engine_application
+from .conftest import DEFAULT_WEIGHTS, MODEL, build_config, engine_application, pinned
 
 pytestmark = pytest.mark.serving
 
@@ -42,16 +42,14 @@ def test_cold_revision_is_held_then_served(local_serve: LocalServe) -> None:
     body = {"model": MODEL, "prompt": "What is the capital of Peru?", "max_tokens": 4, "temperature": 0}
     try:
         local_serve.apply(config)
-        first = httpx.post(f"{local_serve.url}/v1/completions", json=body, headers={"x-slm-revision": COLD}, timeout=60)
+        first = httpx.post(f"{local_serve.url}/v1/completions", json=body, headers=pinned(COLD), timeout=60)
         assert first.status_code == 503
         assert first.json()["error"]["code"] == "cold_start_timeout"
 
         deadline = time.monotonic() + 400
         served = None
         while served is None and time.monotonic() < deadline:  # each try is held up to 1 s: demand for a replica
-            response = httpx.post(
-                f"{local_serve.url}/v1/completions", json=body, headers={"x-slm-revision": COLD}, timeout=60
-            )
+            response = httpx.post(f"{local_serve.url}/v1/completions", json=body, headers=pinned(COLD), timeout=60)
             if response.status_code == 200:
                 served = response
             else:

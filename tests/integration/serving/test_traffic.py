@@ -17,6 +17,7 @@ import pytest
 
 from slm_serving.config import (
     ENGINE_DEPLOYMENT_NAME,
+    PIN_PROOF_HEADER,
     REVISION_HEADER,
     ROUTER_APP_NAME,
     ROUTER_DEPLOYMENT_NAME,
@@ -27,8 +28,9 @@ from slm_serving.config import (
 )
 from slm_serving.local import LocalServe
 from slm_serving.samples import SAMPLES_PATH
+from slm_serving.pins import pin_token_digest
 
-from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, build_config, engine_application
+from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, PIN_TOKEN, build_config, engine_application, pinned
 
 pytestmark = pytest.mark.serving
 
@@ -74,11 +76,11 @@ def test_weights_split_traffic_within_binomial_bounds(local_serve: LocalServe) -
 
 
 def test_pin_overrides_weights(local_serve: LocalServe) -> None:
-    assert _served_by(_send(local_serve.url, 20, {REVISION_HEADER: BAD})) == Counter({BAD: 20})
+    assert _served_by(_send(local_serve.url, 20, pinned(BAD))) == Counter({BAD: 20})
 
 
 def test_unknown_and_unreachable_revisions(local_serve: LocalServe) -> None:
-    unknown = httpx.post(f"{local_serve.url}/v1/completions", json=BODY, headers={REVISION_HEADER: "nope"}, timeout=30)
+    unknown = httpx.post(f"{local_serve.url}/v1/completions", json=BODY, headers=pinned("nope"), timeout=30)
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "revision_not_found"
 
@@ -98,7 +100,7 @@ def test_user_config_change_reconfigures_without_restart(local_serve: LocalServe
 
         assert _eventually(unpinned_refused)
         # weight 0 still serves pinned requests (canary validation before any traffic)
-        assert _served_by(_send(local_serve.url, 4, {REVISION_HEADER: GOOD})) == Counter({GOOD: 4})
+        assert _served_by(_send(local_serve.url, 4, pinned(GOOD))) == Counter({GOOD: 4})
     finally:
         local_serve.apply(build_config(DEFAULT_WEIGHTS))
     assert _eventually(lambda: GOOD in _served_by(_send(local_serve.url, 20)))
@@ -110,10 +112,8 @@ def test_route_to_missing_application_is_503(local_serve: LocalServe) -> None:
         local_serve.apply(build_config({**DEFAULT_WEIGHTS, "ghost": 0}))
 
         def ghost_refused() -> bool:
-            r = httpx.post(
-                f"{local_serve.url}/v1/completions", json=BODY, headers={REVISION_HEADER: "ghost"}, timeout=30
-            )
-            return r.status_code == 503 and r.json()["error"]["code"] == "revision_unavailable"
+            r = httpx.post(f"{local_serve.url}/v1/completions", json=BODY, headers=pinned("ghost"), timeout=30)
+            return r.status_code == 503 and r.json()["error"]["code"] == "internal_error"
 
         assert _eventually(ghost_refused)
     finally:
@@ -133,42 +133,49 @@ def _counter(text: str, metric: str, **labels: str) -> float:
 
 
 def _window_tokens(local: LocalServe) -> dict[str, tuple[int, int]]:
-    """The router's running token totals per revision (`GET /slm/samples`, what the cost per token uses)."""
-    body = httpx.get(f"{local.url}{SAMPLES_PATH}", timeout=10).json()
+    """The router's running token totals per revision (`GET /slm/samples`, what the cost per token
+    uses; it answers the operator only, so the read carries the pin token)."""
+    body = httpx.get(f"{local.url}{SAMPLES_PATH}", headers={PIN_PROOF_HEADER: PIN_TOKEN}, timeout=10).json()
     return {name: (prompt, completion) for name, (prompt, completion) in body["tokens"].items()}
 
 
+def _token_sums(tokens: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    return sum(p for p, _ in tokens.values()), sum(c for _, c in tokens.values())
+
+
 def test_per_revision_metrics_are_scrapeable(local_serve: LocalServe) -> None:
-    """Prometheus counters, and the exact token totals the router's sample window keeps for the cost
-    per token (streamed answers included: their usage arrives after the last chunk)."""
+    """User traffic is counted per revision; the operator's pinned requests apart (the rollout gate
+    must not judge a revision by them). The router's sample window keeps exact token totals of user
+    traffic for the cost per token (streamed answers included: their usage arrives after the last chunk)."""
     before = _window_tokens(local_serve)
-    _send(local_serve.url, 6, {REVISION_HEADER: BAD})
+    _send(local_serve.url, 6, pinned(BAD))
+    _send(local_serve.url, 10)
     stream_body = {**BODY, "max_tokens": 4, "stream": True}
-    with httpx.stream(
-        "POST", f"{local_serve.url}/v1/completions", json=stream_body, headers={REVISION_HEADER: GOOD}, timeout=60
-    ) as r:
+    with httpx.stream("POST", f"{local_serve.url}/v1/completions", json=stream_body, timeout=60) as r:
         r.read()
     httpx.post(f"{local_serve.url}/v1/completions", json={**BODY, "model": "x"}, timeout=30)
-    after = _window_tokens(local_serve)
-    bad_prompt, bad_completion = (a - b for a, b in zip(after[BAD], before[BAD], strict=True))
-    assert bad_completion == 6 and bad_prompt > 0 and bad_prompt % 6 == 0  # max_tokens 1, the same prompt
-    assert 1 <= after[GOOD][1] - before[GOOD][1] <= 4 and after[GOOD][0] > before[GOOD][0]
+    prompt_before, completion_before = _token_sums(before)
+    prompt_after, completion_after = _token_sums(_window_tokens(local_serve))
+    # 10 answers of max_tokens 1 and one stream of 1-4 tokens; the 6 pinned requests are not user traffic.
+    assert 11 <= completion_after - completion_before <= 14
+    assert prompt_after - prompt_before >= 11
 
     def scrape() -> str | None:
         text = httpx.get(local_serve.metrics_url, timeout=10).text
         ready = (
-            _counter(text, "ray_slm_router_requests_total", revision=BAD, code="200") >= 6
-            and _counter(text, "ray_slm_router_time_to_first_token_seconds_count", revision=GOOD) >= 1
+            _counter(text, "ray_slm_router_validation_requests_total", revision=BAD, code="200") >= 6
+            and _counter(text, "ray_slm_router_requests_total", code="200") >= 11
+            and _counter(text, "ray_slm_router_time_to_first_token_seconds_count") >= 1
             and _counter(text, "ray_slm_router_errors_total", code="404") >= 1
         )
         return text if ready else None
 
     text = _eventually(scrape, timeout_s=90)
     assert text, "router metrics never appeared on the Ray metrics endpoint"
-    assert _counter(text, "ray_slm_router_completion_tokens_total", revision=BAD) >= 6
+    assert _counter(text, "ray_slm_router_completion_tokens_total") >= 10
     assert _counter(text, "ray_slm_router_prompt_tokens_total", revision=GOOD) >= 1
-    assert _counter(text, "ray_slm_router_request_latency_seconds_count", revision=BAD, endpoint="completions") >= 6
-    assert _counter(text, "ray_slm_router_errors_total", revision="none", code="404") >= 1
+    assert _counter(text, "ray_slm_router_request_latency_seconds_count", endpoint="completions") >= 10
+    assert _counter(text, "ray_slm_router_errors_total", revision="other", code="404") >= 1
 
 
 def test_engine_reports_queue_metrics(local_serve: LocalServe) -> None:
@@ -211,6 +218,8 @@ def _with_router_routes(config: ServeConfigV2, weights: dict[str, int]) -> Serve
     routes = RouterUserConfig(
         served_model_name=MODEL,
         routes=tuple(RevisionRoute(revision=r, app_name=revision_app_name(r), weight=w) for r, w in weights.items()),
+        pin_token_sha256=pin_token_digest(PIN_TOKEN),
+        expose_revision=True,
     ).model_dump(mode="json")
     router, *revisions = config.applications
     assert router.name == ROUTER_APP_NAME
@@ -249,7 +258,7 @@ def test_stable_revision_takes_v1_directly_and_gives_it_back_without_a_failed_re
                 local_serve.apply(via_stable, wait=False)
                 assert _eventually(lambda: _served_by(_send(local_serve.url, 8)) == Counter({GOOD: 8}))
                 # the stable's own router still reaches the other revision when pinned, and streams
-                assert _served_by(_send(local_serve.url, 4, {REVISION_HEADER: BAD})) == Counter({BAD: 4})
+                assert _served_by(_send(local_serve.url, 4, pinned(BAD))) == Counter({BAD: 4})
                 stream_body = {**BODY, "max_tokens": 4, "stream": True}
                 with httpx.stream("POST", f"{local_serve.url}/v1/completions", json=stream_body, timeout=60) as r:
                     assert r.status_code == 200 and r.headers[REVISION_HEADER] == GOOD

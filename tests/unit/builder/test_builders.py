@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
-from slm_operator.api.models import AutoscalingSpec, RevisionStatus, SLMDeployment, SLMDeploymentStatus
+from slm_operator.api.models import AutoscalingSpec, RevisionStatus, RouterSpec, SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.api.validation import SchemaValidator, parse_deployment
 from slm_operator.builder.rayservice import build_rayservice
 from slm_operator.builder.revisions import split_replica_budget
 from slm_operator.builder.serve_config import ENGINE_GRACEFUL_SHUTDOWN_S, build_serve_config, direct_revision
 from slm_operator.builder.worker_groups import WORKER_GROUP_MAX_REPLICAS, worker_group_name, worker_pod_settings
+from slm_operator.canary_pin import PinKey
 from slm_serving.config import (
     API_ROUTE_PREFIX,
     MODEL_IMPORT_PATH,
@@ -305,3 +306,51 @@ def test_serve_config_is_valid_for_ray_serve(path: Path) -> None:
     parsed = ServeDeploySchema.model_validate(document)
     engines = [d for app in parsed.applications for d in app.deployments if d.name == "LLMEngine"]
     assert engines and all(d.graceful_shutdown_timeout_s == ENGINE_GRACEFUL_SHUTDOWN_S for d in engines)
+
+
+def _router_config(deployment: SLMDeployment, pin_digest: str | None = None) -> RouterUserConfig:
+    config = build_serve_config(deployment.spec, deployment.status, pin_digest=pin_digest)
+    (router_app,) = [a for a in config.applications if a.name == ROUTER_APP_NAME]
+    user_config = router_app.deployments[0].user_config
+    assert user_config is not None
+    return RouterUserConfig.model_validate(user_config)
+
+
+def test_router_holds_the_pin_digest_and_never_a_token() -> None:
+    deployment = _load(EXAMPLES / "tiny.yaml")
+    key = PinKey(b"k" * 32)
+    digest = key.digest("default", "tiny", "0b6c-uid")
+    serve_config = build_rayservice(deployment, pin_digest=digest)["spec"]["serveConfigV2"]
+    assert _router_config(deployment, digest).pin_token_sha256 == digest
+    assert digest in serve_config and key.token("default", "tiny", "0b6c-uid") not in serve_config
+    assert _router_config(deployment).pin_token_sha256 is None  # no digest: nobody can pin
+    assert "k" * 32 not in repr(key)
+
+
+@pytest.mark.parametrize(
+    ("example", "max_request_bytes"),
+    [("tiny.yaml", 1024 * 1024), ("mistral-7b-awq.yaml", 1024 * 1024)],  # 16384 x 32 B is under the floor
+)
+def test_request_cap_is_sized_for_the_context(example: str, max_request_bytes: int) -> None:
+    router = _router_config(_load(EXAMPLES / example))
+    assert router.max_request_bytes == max_request_bytes
+    assert not router.expose_revision
+
+
+def test_router_limits_follow_the_spec() -> None:
+    deployment = _load(EXAMPLES / "tiny.yaml")
+    deployment.spec.router = RouterSpec(
+        max_request_bytes=4096, request_timeout_seconds=30, idle_timeout_seconds=5, expose_revision=True
+    )
+    router = _router_config(deployment)
+    assert (router.max_request_bytes, router.request_timeout_s, router.idle_timeout_s) == (4096, 30, 5)
+    assert router.expose_revision
+
+
+def test_request_cap_takes_the_longest_live_context() -> None:
+    deployment = _with_canary(_load(EXAMPLES / "phi3-mini.yaml"), 10, "hf://microsoft/Phi-3-mini-128k-instruct")
+    assert deployment.status is not None
+    deployment.status.revisions[1].template.model.max_model_len = 131072
+    assert _router_config(deployment).max_request_bytes == 131072 * 32
+    deployment.status.revisions[1].template.model.max_model_len = None  # the model's own: unknown here
+    assert _router_config(deployment).max_request_bytes == 32768 * 32

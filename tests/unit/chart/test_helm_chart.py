@@ -280,6 +280,7 @@ def test_operator_defaults(rendered: dict[str, list[dict[str, Any]]], monkeypatc
         "SLM_KUBERAY_POD_LABELS": "app.kubernetes.io/name=kuberay-operator",
         "SLM_GPU_HOUR_PRICES": '{"*":2,"NVIDIA-A100-SXM4-40GB":3,"NVIDIA-H100-80GB-HBM3":4,"NVIDIA-L4":0.8}',
         "SLM_CPU_HOUR_PRICE": "0.04",
+        "SLM_PIN_KEY": {"secretKeyRef": {"name": "slm-slm-operator-pin-key", "key": "key"}},
         "POD_ID": {"fieldRef": {"fieldPath": "metadata.name"}},
         "SLM_WEBHOOK_PORT": "9443",
         "SLM_WEBHOOK_HOST": "slm-slm-operator-webhook.slm-system.svc",
@@ -575,12 +576,11 @@ def test_cert_manager_mode_injects_the_ca(rendered: dict[str, list[dict[str, Any
 
 
 def test_ray_token_key_secret_is_generated_unless_one_is_named(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    (secret,) = [s for s in of_kind(rendered["default"], "Secret") if not s["metadata"]["name"].endswith("-tls")]
-    assert secret["metadata"]["name"] == "slm-slm-operator-ray-token-key"
+    secret = next(s for s in of_kind(rendered["default"], "Secret") if s["metadata"]["name"].endswith("-ray-token-key"))
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # survives uninstall/upgrade
     assert len(base64.b64decode(secret["data"]["key"])) == 64
     documents = rendered["network-policy"]
-    assert [s["metadata"]["name"] for s in of_kind(documents, "Secret")] == ["slm-slm-operator-webhook-tls"]
+    assert not [s for s in of_kind(documents, "Secret") if s["metadata"]["name"].endswith("-ray-token-key")]
     assert env_of(documents)["SLM_RAY_TOKEN_KEY"] == {"secretKeyRef": {"name": "my-ray-key", "key": "key"}}
     assert env_of(documents)["SLM_KUBERAY_NAMESPACE"] == "ray-system"
 
@@ -602,3 +602,18 @@ def test_operator_network_policy_admits_only_what_the_operator_needs(
     assert egress[(6443,)] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]  # the API server only
     (ray_pods,) = egress[(8000, 8265)]
     assert ray_pods["podSelector"] == {"matchLabels": {"app.kubernetes.io/managed-by": "slm-operator"}}
+
+
+def test_the_pin_key_is_generated_once_or_taken_from_the_users_secret(
+    chart: Path, rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """The operator's canary pin key (SLM_PIN_KEY): a generated Secret the chart keeps, long enough for
+    the operator's settings; or, with `operator.pinKeySecret`, the user's Secret and none rendered."""
+    generated = next(s for s in of_kind(rendered["default"], "Secret") if s["metadata"]["name"].endswith("-pin-key"))
+    assert generated["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(base64.b64decode(generated["data"]["key"])) >= 16
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"operator": {"pinKeySecret": {"name": "my-pin-key", "key": "k"}}}))
+    own = render(chart, values)
+    assert not [s for s in of_kind(own, "Secret") if s["metadata"]["name"].endswith("-pin-key")]
+    assert env_of(own)["SLM_PIN_KEY"] == {"secretKeyRef": {"name": "my-pin-key", "key": "k"}}

@@ -15,7 +15,11 @@ from slm_serving.routing import (
     build_health_body,
     build_models_body,
     build_route_table,
+    internal_error,
     parse_request,
+    request_id_of,
+    sse_error_event,
+    stream_idle,
     unknown_revision,
 )
 
@@ -101,10 +105,37 @@ def test_forwarded_paths() -> None:
     assert ENDPOINTS == {"/v1/completions": "completions", "/v1/chat/completions": "chat"}
 
 
-def test_health_body_reports_weights_and_readiness() -> None:
+def test_health_body_names_revisions_only_for_the_operator() -> None:
     table = build_route_table(_table(a=90, b=10))
-    body = json.loads(build_health_body(table, {"rev-a": True}))
-    assert body == {
+    assert json.loads(build_health_body(table, {"rev-a": True}, with_revisions=True)) == {
         "status": "ok",
+        "ready": True,
         "revisions": {"a": {"weight": 90, "ready": True}, "b": {"weight": 10, "ready": False}},
     }
+    assert json.loads(build_health_body(table, {"rev-b": False}, with_revisions=False)) == {
+        "status": "ok",
+        "ready": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("header", "kept"),
+    [("a1b2-c3.d4:e5_f6", True), (None, False), ("", False), ("x" * 129, False), ("two words", False)],
+)
+def test_request_id_is_serves_if_plain_else_fresh(header: str | None, kept: bool) -> None:
+    request_id = request_id_of(header)
+    assert (request_id == header) is kept
+    assert request_id_of(header) != request_id or kept  # a fresh one each time
+
+
+def test_internal_error_names_the_request_not_the_cause() -> None:
+    body = json.loads(internal_error(503, "rid42").body())["error"]
+    assert body["code"] == "internal_error"
+    assert "rid42" in body["message"]
+
+
+def test_sse_error_event_ends_the_stream() -> None:
+    event = sse_error_event(stream_idle(2.0))
+    first, done = event.split("\n\n")[:2]
+    assert json.loads(first.removeprefix("data: "))["error"]["code"] == "stream_idle_timeout"
+    assert done == "data: [DONE]"

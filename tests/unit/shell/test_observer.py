@@ -16,6 +16,7 @@ import pytest
 from slm_operator.api.models import SLMDeploymentSpec
 from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.rollout.actions import RunValidation
+from slm_serving.config import REVISION_HEADER
 from tests.harness.cluster import tiny
 
 SSE = {"content-type": "text/event-stream"}
@@ -37,7 +38,8 @@ class GatedRouter:
             self.cancelled += 1
             raise
         chunk = json.dumps({"choices": [{"text": "ok"}]})
-        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers=SSE)
+        headers = {**SSE, REVISION_HEADER: request.headers[REVISION_HEADER]}  # the pin honoured
+        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers=headers)
 
 
 @pytest.fixture
@@ -65,10 +67,10 @@ def test_validation_runs_in_the_background_and_is_handed_over_once(loop: ProbeLo
     action = RunValidation("canary", "stable")
 
     started = time.monotonic()
-    observer.run_validation("http://router", _spec(), action)
+    observer.run_validation("http://router", _spec(), action, pin_token="t")
     assert time.monotonic() - started < 0.5  # the pass does not wait
     _wait(lambda: router.requests == 1)
-    observer.run_validation("http://router", _spec(), action)  # a later pass asks again: nothing new
+    observer.run_validation("http://router", _spec(), action, pin_token="t")  # a later pass asks again: nothing new
     assert observer.take() == (None, None)
 
     loop.submit(_set(router.release))
@@ -84,7 +86,7 @@ def test_a_new_generation_cancels_the_running_validation(loop: ProbeLoop) -> Non
     woken = threading.Event()
     observer = RolloutObserver(loop, on_result=woken.set, transport=httpx.MockTransport(router))
     observer.sync(1)
-    observer.run_validation("http://router", _spec(), RunValidation("canary", "stable"))
+    observer.run_validation("http://router", _spec(), RunValidation("canary", "stable"), pin_token="t")
     _wait(lambda: router.requests == 1)
 
     observer.sync(2)
@@ -97,7 +99,7 @@ def test_a_new_generation_cancels_the_running_validation(loop: ProbeLoop) -> Non
 def test_cancel_stops_everything(loop: ProbeLoop) -> None:
     router = GatedRouter()
     observer = RolloutObserver(loop, transport=httpx.MockTransport(router))
-    observer.run_validation("http://router", _spec(), RunValidation("canary", None))
+    observer.run_validation("http://router", _spec(), RunValidation("canary", None), pin_token="t")
     _wait(lambda: router.requests == 1)
     observer.cancel()
     _wait(lambda: router.cancelled == 1)

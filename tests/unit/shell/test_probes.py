@@ -21,6 +21,7 @@ from slm_operator.probes import (
 )
 from slm_operator.rollout.actions import ObserveMetrics
 from slm_operator.rollout.live import LiveSamples, RevisionSamples
+from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER
 from slm_serving.samples import SampleWindow, parse_after
 
 SSE = {"content-type": "text/event-stream"}
@@ -82,6 +83,8 @@ def test_observer_reads_a_step_from_its_first_read_on_and_restarts_with_the_rout
     window.record_tokens("can", 30, 7)
 
     def router(request: httpx.Request) -> httpx.Response:
+        if request.headers.get(PIN_PROOF_HEADER) != "token-1":  # the router answers only the operator
+            return httpx.Response(404)
         return httpx.Response(200, content=window.export(parse_after(request.url.query.decode())))
 
     probes = ProbeLoop()
@@ -91,7 +94,7 @@ def test_observer_reads_a_step_from_its_first_read_on_and_restarts_with_the_rout
 
         def read() -> LiveSamples:
             """One read, started as a pass starts it, and its result as a later pass takes it."""
-            observer.observe_live("http://router", action)
+            observer.observe_live("http://router", action, pin_token="token-1")
             deadline = time.monotonic() + 10
             while (live := observer.take()[1]) is None:
                 assert time.monotonic() < deadline, "no samples read"
@@ -143,13 +146,23 @@ def test_validation_warms_up_each_revision_then_pairs_canary_and_stable_prompts(
 
     def router(request: httpx.Request) -> httpx.Response:
         prompt = json.loads(request.content)["prompt"]
-        seen.append((request.headers["x-slm-revision"], prompt))
+        assert request.headers[PIN_PROOF_HEADER] == "token-1"
+        seen.append((request.headers[REVISION_HEADER], prompt))
         chunk = json.dumps({"choices": [{"text": f"answer to {prompt}"}]})
-        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers=SSE)
+        headers = {**SSE, REVISION_HEADER: request.headers[REVISION_HEADER]}
+        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers=headers)
 
     prompts = [GoldenPrompt(name=n, prompt=n) for n in ("p1", "p2")]
     run = asyncio.run(
-        run_validation("http://router", prompts, "tiny", "canary", "stable", transport=httpx.MockTransport(router))
+        run_validation(
+            "http://router",
+            prompts,
+            "tiny",
+            "canary",
+            "stable",
+            pin_token="token-1",
+            transport=httpx.MockTransport(router),
+        )
     )
 
     assert seen == [
@@ -170,11 +183,17 @@ def test_an_error_chunk_after_a_200_fails_the_prompt() -> None:
     def router(request: httpx.Request) -> httpx.Response:
         good = json.dumps({"choices": [{"text": "Par"}]})
         bad = json.dumps({"error": {"message": "engine dead", "code": 500}})
-        return httpx.Response(200, text=f"data: {good}\n\ndata: {bad}\n\n", headers=SSE)
+        return httpx.Response(200, text=f"data: {good}\n\ndata: {bad}\n\n", headers={**SSE, REVISION_HEADER: "c"})
 
     run = asyncio.run(
         run_validation(
-            "http://r", [GoldenPrompt(name="p", prompt="p")], "m", "c", None, transport=httpx.MockTransport(router)
+            "http://r",
+            [GoldenPrompt(name="p", prompt="p")],
+            "m",
+            "c",
+            None,
+            pin_token="t",
+            transport=httpx.MockTransport(router),
         )
     )
     assert run.outcomes[0].error is not None and "engine dead" in run.outcomes[0].error
@@ -191,13 +210,36 @@ def test_the_deadline_bounds_the_whole_run_not_each_read() -> None:
             yield f"data: {chunk}\n\n".encode()
 
     def router(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=trickle(), headers=SSE)
+        return httpx.Response(
+            200, content=trickle(), headers={**SSE, REVISION_HEADER: request.headers[REVISION_HEADER]}
+        )
 
     prompts = [GoldenPrompt(name=n, prompt=n) for n in ("p1", "p2", "p3")]
     started = time.monotonic()
     run = asyncio.run(
-        run_validation("http://r", prompts, "m", "c", "s", deadline_s=0.5, transport=httpx.MockTransport(router))
+        run_validation(
+            "http://r", prompts, "m", "c", "s", pin_token="t", deadline_s=0.5, transport=httpx.MockTransport(router)
+        )
     )
     assert time.monotonic() - started < 5
-    assert all(o.error is not None for o in (*run.outcomes, *run.baseline))
+    assert all(o.error is not None and "pin" not in o.error for o in (*run.outcomes, *run.baseline))
     assert [o.name for o in run.outcomes] == ["p1", "p2", "p3"]
+
+
+def test_an_answer_from_another_revision_fails_the_prompt() -> None:
+    """A router that ignored the pin (e.g. an older router without the operator's digest) answers from
+    the weighted revision: that answer must not count for the pinned one."""
+
+    def router(request: httpx.Request) -> httpx.Response:
+        chunk = json.dumps({"choices": [{"text": "Paris"}]})
+        return httpx.Response(
+            200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers={**SSE, REVISION_HEADER: "stable"}
+        )
+
+    prompts = [GoldenPrompt(name="p1", prompt="p1")]
+    run = asyncio.run(
+        run_validation(
+            "http://router", prompts, "tiny", "canary", None, pin_token="t", transport=httpx.MockTransport(router)
+        )
+    )
+    assert run.outcomes[0].error is not None and "not honoured" in run.outcomes[0].error
