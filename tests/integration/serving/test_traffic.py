@@ -27,8 +27,8 @@ from slm_serving.config import (
     revision_app_name,
 )
 from slm_serving.local import LocalServe
-from slm_serving.samples import SAMPLES_PATH
 from slm_serving.pins import pin_token_digest
+from slm_serving.samples import SAMPLES_PATH
 
 from .conftest import BAD, DEFAULT_WEIGHTS, GOOD, MODEL, PIN_TOKEN, build_config, engine_application, pinned
 
