@@ -1,9 +1,8 @@
 """The tiny LoRA adapters (real peft 0.21.2 training on the real tiny base model; no Ray, no vLLM).
 
-Builds `good` in the default cache (reused across runs) and once more in a fresh cache: the adapter
-weights must come out byte for byte the same. Then both adapters are loaded onto the base model
+Builds `good` in the default cache (reused across runs) and once more in a fresh cache on the same
+base model: the adapter weights must come out byte for byte the same. Then both adapters are loaded onto the base model
 with peft and must answer their own atlas, which differs from the base model's on every question.
-Wall time here: ~6 min on the loaded 2-core box (73 CPU-s, most of it generation).
 """
 
 from __future__ import annotations
@@ -14,13 +13,16 @@ from typing import Any
 
 from slm_serving.model_source import ensure_model_path
 from slm_serving.tiny_adapters import ADAPTER_BAD_QA, ADAPTER_GOOD_QA, adapter_dir, ensure_tiny_adapter
-from slm_serving.tiny_models import count_exact_answers, ensure_tiny_model
+from slm_serving.tiny_models import count_exact_answers, ensure_tiny_model, model_dir
 
 WEIGHTS = "adapter_model.safetensors"
 
 
 def test_adapter_build_is_deterministic(tmp_path: Path) -> None:
     cached = ensure_tiny_adapter("good")
+    base = model_dir("good", tmp_path)  # the same base model, so only the adapter is trained again
+    base.parent.mkdir(parents=True)
+    base.symlink_to(ensure_tiny_model("good"), target_is_directory=True)
     fresh = ensure_tiny_adapter("good", tmp_path)
     assert fresh == adapter_dir("good", tmp_path)
     assert (fresh / WEIGHTS).read_bytes() == (cached / WEIGHTS).read_bytes()
