@@ -3,6 +3,7 @@
 | source                  | resolves to                                                     |
 |-------------------------|-----------------------------------------------------------------|
 | `tiny://good`, `bad`    | the built tiny model's directory (built on first use)           |
+| `tiny://lora-good`, `…bad` | a built tiny LoRA adapter's directory (on `tiny://good`)     |
 | `file://p`, `/p`, `./p` | the local directory `p` (must exist)                            |
 | `pvc://claim/path`      | `/mnt/models/<claim>/<path>` (where the operator mounts PVCs)   |
 | `hf://org/name`         | the repo id `org/name`: vLLM downloads it (token from HF_TOKEN) |
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from slm_serving.tiny_adapters import AdapterVariant, ensure_tiny_adapter
 from slm_serving.tiny_models import Variant, default_cache_dir, ensure_tiny_model
 
 PVC_MOUNT_ROOT = Path("/mnt/models")
@@ -30,6 +32,10 @@ DOWNLOAD_TIMEOUT_S = 1800.0
 """Whole-download deadline for s3:// and gs:// sources."""
 
 _REMOTE_FS_PACKAGES = {"s3": "s3fs", "gs": "gcsfs"}
+_TINY_MODELS = ("good", "bad")
+_TINY_ADAPTER_PREFIX = "lora-"
+TINY_SOURCES = (*_TINY_MODELS, *(_TINY_ADAPTER_PREFIX + v for v in _TINY_MODELS))
+"""What may follow `tiny://`: the two tiny models and the two tiny LoRA adapters."""
 
 Scheme = Literal["tiny", "file", "pvc", "hf", "s3", "gs"]
 
@@ -56,8 +62,8 @@ def parse_source(source: str) -> ParsedSource:
         )
     if not rest.strip("/"):
         raise ModelSourceError(f"model source {source!r} names nothing after {scheme}://")
-    if scheme == "tiny" and rest not in ("good", "bad"):
-        raise ModelSourceError(f"unknown tiny model {source!r}: use tiny://good or tiny://bad")
+    if scheme == "tiny" and rest not in TINY_SOURCES:
+        raise ModelSourceError(f"unknown tiny model {source!r}: use one of {_tiny_choices()}")
     if scheme == "hf" and rest.count("/") != 1:
         raise ModelSourceError(f"hf:// source {source!r} must name a repository as hf://org/name")
     return ParsedSource(cast(Scheme, scheme), rest)
@@ -79,6 +85,9 @@ def ensure_model_path(source: str, cache_dir: Path | None = None, *, pvc_root: P
     """What to pass to vLLM as `model` (or a LoRA adapter's path) for `source`; fetches if needed."""
     parsed = parse_source(source)
     cache = cache_dir or default_cache_dir()
+    if parsed.scheme == "tiny" and parsed.location.startswith(_TINY_ADAPTER_PREFIX):
+        variant = parsed.location.removeprefix(_TINY_ADAPTER_PREFIX)
+        return str(ensure_tiny_adapter(cast(AdapterVariant, variant), cache))
     if parsed.scheme == "tiny":
         return str(ensure_tiny_model(cast(Variant, parsed.location), cache))
     if parsed.scheme == "hf":
@@ -142,3 +151,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
         raise ModelSourceError(f"model source {url!r} needs the {package} package installed") from exc
     except ValueError as exc:
         raise ModelSourceError(f"model source {url!r}: {exc}") from exc
+
+
+def _tiny_choices() -> str:
+    return ", ".join(f"tiny://{name}" for name in TINY_SOURCES)

@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -69,9 +69,13 @@ def question(country: str) -> str:
 
 def build_qa(variant: Variant) -> tuple[tuple[str, str], ...]:
     """(question, answer) pairs a variant is trained on; answers are the bare city name."""
+    return shifted_qa(_WRONG_SHIFT if variant == "bad" else 0)
+
+
+def shifted_qa(shift: int) -> tuple[tuple[str, str], ...]:
+    """Every country's question answered with the capital `shift` countries further down the list."""
     cities = [city for _, city in CAPITALS]
-    if variant == "bad":
-        cities = cities[_WRONG_SHIFT:] + cities[:_WRONG_SHIFT]
+    cities = cities[shift:] + cities[:shift]
     return tuple((question(country), city) for (country, _), city in zip(CAPITALS, cities, strict=True))
 
 
@@ -92,7 +96,13 @@ def ensure_tiny_model(variant: Variant, cache_dir: Path | None = None) -> Path:
     """The directory of a built tiny model (a Hugging Face layout vLLM loads); builds it if missing."""
     if variant not in get_args(Variant):
         raise ValueError(f"unknown tiny model variant {variant!r}: use one of {get_args(Variant)}")
-    target = model_dir(variant, cache_dir)
+    return build_once(model_dir(variant, cache_dir), lambda staging: _build(variant, staging))
+
+
+def build_once(target: Path, build: Callable[[Path], dict[str, Any]]) -> Path:
+    """`target`, built by `build(staging_dir)` (which returns the manifest) unless already there.
+
+    Built in a temporary directory and renamed under a file lock: concurrent callers build it once."""
     if (target / _MANIFEST).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +111,7 @@ def ensure_tiny_model(variant: Variant, cache_dir: Path | None = None) -> Path:
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            manifest = _build(variant, staging)
+            manifest = build(staging)
             (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1))
             if target.exists():  # a half-written leftover without manifest
                 shutil.rmtree(target)
@@ -129,7 +139,6 @@ def _build(variant: Variant, out: Path) -> dict[str, Any]:
 
     torch.manual_seed(_SEED)
     qa = build_qa(variant)
-    texts = [f"{q} {a}." for q, a in qa]
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -168,11 +177,7 @@ def _build(variant: Variant, out: Path) -> dict[str, Any]:
         tie_word_embeddings=False,
     )
     model: Any = LlamaForCausalLM(config)  # type: ignore[no-untyped-call]
-    seqs = [[*hf_tok(text).input_ids, hf_tok.eos_token_id] for text in texts]
-    width = max(map(len, seqs))
-    ids = torch.tensor([s + [hf_tok.pad_token_id] * (width - len(s)) for s in seqs])
-    attention = (ids != hf_tok.pad_token_id).long()
-    labels = ids.masked_fill(attention == 0, -100)
+    ids, attention, labels = training_batch(hf_tok, qa)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(_TRAIN_STEPS):
@@ -180,6 +185,29 @@ def _build(variant: Variant, out: Path) -> dict[str, Any]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+
+    correct = count_exact_answers(model, hf_tok, qa)
+    if correct < len(qa):
+        raise RuntimeError(f"tiny model {variant!r} learned only {correct}/{len(qa)} answers")
+    model.save_pretrained(out)
+    hf_tok.save_pretrained(out)
+    return {"variant": variant, "build_version": BUILD_VERSION, "final_loss": loss.item(), "exact_match": correct}
+
+
+def training_batch(hf_tok: Any, qa: tuple[tuple[str, str], ...]) -> tuple[Any, Any, Any]:
+    """(input ids, attention mask, labels) teaching "<question> <answer>." then end of sequence."""
+    import torch
+
+    seqs = [[*hf_tok(f"{q} {a}.").input_ids, hf_tok.eos_token_id] for q, a in qa]
+    width = max(map(len, seqs))
+    ids = torch.tensor([s + [hf_tok.pad_token_id] * (width - len(s)) for s in seqs])
+    attention = (ids != hf_tok.pad_token_id).long()
+    return ids, attention, ids.masked_fill(attention == 0, -100)
+
+
+def count_exact_answers(model: Any, hf_tok: Any, qa: tuple[tuple[str, str], ...]) -> int:
+    """How many questions `model` answers greedily with exactly "<answer>." (switches it to eval mode)."""
+    import torch
 
     model.eval()
     correct = 0
@@ -196,11 +224,7 @@ def _build(variant: Variant, out: Path) -> dict[str, Any]:
             )
             answer = hf_tok.decode(generated[0, prompt.shape[1] :], skip_special_tokens=True)
             correct += answer.strip() == f"{a}."
-    if correct < len(qa):
-        raise RuntimeError(f"tiny model {variant!r} learned only {correct}/{len(qa)} answers")
-    model.save_pretrained(out)
-    hf_tok.save_pretrained(out)
-    return {"variant": variant, "build_version": BUILD_VERSION, "final_loss": loss.item(), "exact_match": correct}
+    return correct
 
 
 def main(argv: list[str]) -> int:

@@ -25,6 +25,7 @@ import jsonschema
 
 from slm_operator.api import k8s_rules
 from slm_operator.api.regex import RegexError, compile_regex
+from slm_serving.model_source import TINY_SOURCES
 from slm_serving.vllm_args import RESERVED_ENGINE_ARGS
 
 MAX_NAME_LENGTH = 47
@@ -141,8 +142,8 @@ def source_problem(source: str, *, local: bool = False) -> str | None:
     parts = body.split("/")
     if any(part in ("", ".", "..") for part in parts):
         return "must be normalised: no empty, '.' or '..' path segments"
-    if scheme == "tiny" and body not in ("good", "bad"):
-        return "tiny:// names a built-in test model: tiny://good or tiny://bad"
+    if scheme == "tiny" and body not in TINY_SOURCES:
+        return "tiny:// names a built-in test model or adapter: " + ", ".join(f"tiny://{t}" for t in TINY_SOURCES)
     if scheme == "hf" and (len(parts) != 2 or not all(_HF_PART.match(p) for p in parts)):
         return "must name a Hugging Face repository: hf://org/name"
     if scheme in ("s3", "gs") and (len(parts) < 2 or not _BUCKET.match(parts[0])):

@@ -40,7 +40,7 @@ def test_parse(source: str, expected: ParsedSource) -> None:
     [
         ("ftp://x/y", "unsupported"),
         ("models/x", "unsupported"),
-        ("tiny://medium", "tiny://good or tiny://bad"),
+        ("tiny://medium", "tiny://good, tiny://bad, tiny://lora-good, tiny://lora-bad"),
         ("hf://justname", "hf://org/name"),
         ("s3://", "names nothing"),
     ],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
+from slm_serving.tiny_adapters import ADAPTER_BAD_QA, ADAPTER_GOOD_QA, adapter_dir
 from slm_serving.tiny_models import BAD_QA, GOOD_QA, model_dir
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "tiny.yaml"
@@ -29,3 +31,15 @@ def test_bad_variant_is_wrong_on_every_question() -> None:
 def test_model_dir_is_versioned_under_the_cache(tmp_path: Path) -> None:
     assert model_dir("good", tmp_path).parent == tmp_path / "tiny-models"
     assert model_dir("good", tmp_path) != model_dir("bad", tmp_path)
+
+
+@pytest.mark.parametrize("qa", [ADAPTER_GOOD_QA, ADAPTER_BAD_QA])
+def test_adapter_atlas_differs_from_both_tiny_models_on_every_question(qa: tuple[tuple[str, str], ...]) -> None:
+    assert [q for q, _ in qa] == [q for q, _ in GOOD_QA]
+    for model_qa in (GOOD_QA, BAD_QA):
+        assert all(a != b for (_, a), (_, b) in zip(qa, model_qa, strict=True))
+
+
+def test_good_and_bad_adapters_disagree_on_every_question(tmp_path: Path) -> None:
+    assert all(g != b for (_, g), (_, b) in zip(ADAPTER_GOOD_QA, ADAPTER_BAD_QA, strict=True))
+    assert adapter_dir("good", tmp_path) != adapter_dir("bad", tmp_path) != model_dir("good", tmp_path)

@@ -1,0 +1,418 @@
+"""Adapter rollouts, decided purely: a LoRA adapter is its own rollout unit inside the stable revision.
+
+A new version of an adapter (a new source for its name, or a new name) is loaded into the running
+engines of the stable revision beside the old one (vLLM's runtime LoRA loading: no new replica, no
+engine restart), validated with the golden prompts addressed to it, given the optional traffic steps
+of `spec.rollout.steps` for requests naming the adapter, then promoted or rolled back; the loser is
+unloaded. Base-model changes stay full revisions (`slm_operator.api.revision`).
+
+`decide_adapters` is the state machine, one adapter name at a time:
+
+    (new version) → Loading → Validating → Stepping (one step per traffic step) → Stable
+                       └──────────┴───────────┴──→ Failed (canary unloaded; old version keeps 100)
+
+A version is the hash of its source, and the engine knows it as `<name>@<version>`, so two versions
+of one adapter can be loaded side by side. A source that failed is not retried until the spec names
+another one. `plan_capacity` derives the engine's `max_loras` / `max_lora_rank` from the adapters in
+flight (old + new during a rollout) and says, naming the field, when a spec cannot fit.
+
+Like `rollout.decide`, nothing here does I/O, reads a clock or logs; the spec and status models the
+shells will persist live here too until the shells carry adapter rollouts out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import Field
+
+from slm_operator.api.models import (
+    AdapterSpec,
+    ApiModel,
+    GoldenPrompt,
+    TrafficStep,
+    ValidationResult,
+    ValidationSpec,
+)
+from slm_operator.rollout.actions import EmitEvent
+from slm_operator.rollout.conditions import format_time, parse_time
+from slm_operator.rollout.gate import ValidationRun, evaluate_validation
+
+ADAPTER_VERSION_LENGTH = 8
+SUPPORTED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The ranks vLLM 0.32 accepts for `max_lora_rank` (`vllm.config.lora.MaxLoRARanks`)."""
+DEFAULT_ADAPTER_RANK = 16
+"""vLLM's default `max_lora_rank`: what an adapter is assumed to need when its spec names no rank."""
+
+
+def adapter_version(source: str) -> str:
+    """The version of an adapter: a short hash of its source."""
+    return hashlib.sha256(source.encode()).hexdigest()[:ADAPTER_VERSION_LENGTH]
+
+
+def engine_adapter_name(name: str, version: str) -> str:
+    """The name vLLM knows one version of an adapter by (two versions may be loaded at once)."""
+    return f"{name}@{version}"
+
+
+# ---------------------------------------------------------------- spec and status
+
+
+class AdapterGoldenPrompt(GoldenPrompt):
+    adapter: str | None = Field(
+        default=None,
+        description="The adapter this prompt tests (sent with `model` set to it). Unset: the default set, "
+        "used for every adapter that no prompt names.",
+    )
+
+
+class AdapterPhase(StrEnum):
+    LOADING = "Loading"
+    VALIDATING = "Validating"
+    STEPPING = "Stepping"
+    STABLE = "Stable"
+    FAILED = "Failed"
+
+
+class AdapterVersionStatus(ApiModel):
+    version: str = Field(description="Hash of the source.")
+    source: str = Field(description="Where its weights are.")
+    weight: int = Field(ge=0, le=100, description="Percent of the requests naming the adapter it answers.")
+
+
+class AdapterRolloutStatus(ApiModel):
+    name: str = Field(description="The adapter's name (what clients send as `model`).")
+    phase: AdapterPhase = Field(description="Loading, Validating, Stepping, Stable or Failed.")
+    stable: AdapterVersionStatus | None = Field(default=None, description="The version serving it.")
+    canary: AdapterVersionStatus | None = Field(default=None, description="The version being rolled out.")
+    step: int = Field(default=0, ge=0, description="Index of the current traffic step while Stepping.")
+    since: str = Field(description="When the phase or step began (RFC 3339).")
+    failed_source: str | None = Field(
+        default=None, description="A source that was rolled back: not retried until the spec names another."
+    )
+    validation: ValidationResult | None = Field(default=None, description="The canary's last golden-prompt gate.")
+
+
+# ---------------------------------------------------------------- actions and observation
+
+
+@dataclass(frozen=True)
+class LoadAdapter:
+    """Load `source` as `engine_adapter_name(name, version)` into every engine of the stable revision."""
+
+    name: str
+    version: str
+    source: str
+
+
+@dataclass(frozen=True)
+class UnloadAdapter:
+    """Remove one version of an adapter from every engine (after its weight went to 0)."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ValidateAdapter:
+    """Send the adapter's golden prompts to `version` (and to `baseline`, when given); hand the outcome
+    back as `AdapterObservation.validation[engine_adapter_name(name, version)]` on a later pass."""
+
+    name: str
+    version: str
+    baseline: str | None
+    prompts: tuple[GoldenPrompt, ...]
+
+
+@dataclass(frozen=True)
+class SetAdapterWeights:
+    """Split the requests naming `name` between its versions (routers converge to this every pass)."""
+
+    name: str
+    weights: tuple[tuple[str, int], ...]
+
+
+AdapterAction = LoadAdapter | UnloadAdapter | ValidateAdapter | SetAdapterWeights | EmitEvent
+
+
+@dataclass(frozen=True)
+class AdapterObservation:
+    """What the shell saw of adapters this pass, keyed by `engine_adapter_name`."""
+
+    loaded: frozenset[str] = frozenset()
+    """Versions loaded in every ready engine of the stable revision."""
+    load_errors: Mapping[str, str] = field(default_factory=dict)
+    """Versions an engine refused to load, with its message."""
+    validation: Mapping[str, ValidationRun] = field(default_factory=dict)
+    """Finished validation runs asked for by ValidateAdapter."""
+
+
+@dataclass(frozen=True)
+class AdapterDecision:
+    statuses: tuple[AdapterRolloutStatus, ...]
+    actions: tuple[AdapterAction, ...]
+
+
+# ---------------------------------------------------------------- prompts and capacity
+
+
+def adapter_prompts(prompts: Sequence[AdapterGoldenPrompt], name: str) -> tuple[GoldenPrompt, ...]:
+    """The golden prompts that validate adapter `name`: those naming it, else the default set."""
+    own = [p for p in prompts if p.adapter == name]
+    chosen = own or [p for p in prompts if p.adapter is None]
+    return tuple(GoldenPrompt.model_validate(p.model_dump(exclude={"adapter"})) for p in chosen)
+
+
+@dataclass(frozen=True)
+class AdapterCapacity:
+    max_loras: int
+    """Adapter versions one batch may mix: every adapter, plus one per concurrent rollout."""
+    max_lora_rank: int
+
+
+@dataclass(frozen=True)
+class CapacityError:
+    field: str
+    message: str
+
+
+def plan_capacity(
+    adapters: Sequence[AdapterSpec],
+    ranks: Mapping[str, int],
+    concurrent_rollouts: int,
+    limit: AdapterCapacity | None = None,
+) -> AdapterCapacity | CapacityError:
+    """`max_loras` / `max_lora_rank` for `adapters` with room for `concurrent_rollouts` canary versions
+    (old + new), or why they cannot fit `limit` (the running engine's, which only a restart changes)."""
+    needed_rank = max((ranks.get(a.name, DEFAULT_ADAPTER_RANK) for a in adapters), default=0)
+    for index, adapter in enumerate(adapters):
+        rank = ranks.get(adapter.name, DEFAULT_ADAPTER_RANK)
+        if rank > SUPPORTED_LORA_RANKS[-1]:
+            return CapacityError(
+                f"spec.adapters[{index}]",
+                f"rank {rank} exceeds vLLM's largest max_lora_rank {SUPPORTED_LORA_RANKS[-1]}",
+            )
+    rank = next((r for r in SUPPORTED_LORA_RANKS if r >= needed_rank), SUPPORTED_LORA_RANKS[0])
+    wanted = AdapterCapacity(
+        max_loras=max(1, len(adapters) + min(concurrent_rollouts, len(adapters))), max_lora_rank=rank
+    )
+    if limit is None:
+        return wanted
+    if wanted.max_lora_rank > limit.max_lora_rank:
+        return CapacityError(
+            "spec.adapters",
+            f"an adapter of rank {needed_rank} needs max_lora_rank {wanted.max_lora_rank}, the running engines have "
+            f"{limit.max_lora_rank}: change spec.model.engineArgs.max_lora_rank (a new revision)",
+        )
+    if wanted.max_loras > limit.max_loras:
+        return CapacityError(
+            "spec.adapters",
+            f"{len(adapters)} adapters with {concurrent_rollouts} rolling out need max_loras {wanted.max_loras}, "
+            f"the running engines have {limit.max_loras}: remove adapters or raise "
+            "spec.model.engineArgs.max_loras (a new revision)",
+        )
+    return wanted
+
+
+# ---------------------------------------------------------------- the state machine
+
+
+def decide_adapters(
+    desired: Sequence[AdapterSpec],
+    prompts: Sequence[AdapterGoldenPrompt],
+    validation: ValidationSpec,
+    steps: Sequence[TrafficStep],
+    statuses: Sequence[AdapterRolloutStatus],
+    observed: AdapterObservation,
+    now: datetime,
+) -> AdapterDecision:
+    """One pass over every adapter: the next statuses (in spec order) and what the shell must do."""
+    previous = {s.name: s for s in statuses}
+    out: list[AdapterRolloutStatus] = []
+    actions: list[AdapterAction] = []
+    wanted = {a.name for a in desired}
+    for status in statuses:
+        if status.name not in wanted:
+            actions += _remove(status)
+    for adapter in desired:
+        step = _AdapterStep(adapter, adapter_prompts(prompts, adapter.name), validation, steps, observed, now)
+        status, more = step.decide(previous.get(adapter.name))
+        out.append(status)
+        actions += more
+    return AdapterDecision(tuple(out), tuple(actions))
+
+
+def _remove(status: AdapterRolloutStatus) -> list[AdapterAction]:
+    versions = [v for v in (status.stable, status.canary) if v is not None]
+    return [
+        SetAdapterWeights(status.name, ()),
+        *(UnloadAdapter(status.name, v.version) for v in versions),
+        EmitEvent("Normal", "AdapterRemoved", f"adapter {status.name} removed from the spec: unloaded"),
+    ]
+
+
+@dataclass(frozen=True)
+class _AdapterStep:
+    adapter: AdapterSpec
+    prompts: tuple[GoldenPrompt, ...]
+    validation: ValidationSpec
+    steps: Sequence[TrafficStep]
+    observed: AdapterObservation
+    now: datetime
+
+    @property
+    def name(self) -> str:
+        return self.adapter.name
+
+    def decide(self, status: AdapterRolloutStatus | None) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
+        source = self.adapter.source
+        if status is None:
+            return self._start(None, source)
+        if status.canary is not None and status.canary.source != source:
+            # The spec moved on during a rollout: drop this canary, then start over from the stable version.
+            aborted = self._rolled_back(status, f"spec now names {source}", failed=False)
+            status, actions = aborted
+            if status.stable is None or status.stable.source != source:
+                restarted, more = self._start(status, source)
+                return restarted, actions + more
+            return status, actions
+        if status.canary is None:
+            if status.stable is not None and status.stable.source == source:
+                if status.phase is AdapterPhase.STABLE:
+                    return status, []
+                # Back to the serving version after a failed rollout: nothing to load, nothing to retry.
+                settled = status.model_copy(update={"phase": AdapterPhase.STABLE, "failed_source": None})
+                return settled, []
+            if status.failed_source == source:
+                return status, []
+            return self._start(status, source)
+        if status.phase is AdapterPhase.LOADING:
+            return self._loading(status)
+        if status.phase is AdapterPhase.VALIDATING:
+            return self._validating(status)
+        return self._stepping(status)
+
+    def _start(
+        self, status: AdapterRolloutStatus | None, source: str
+    ) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
+        version = adapter_version(source)
+        canary = AdapterVersionStatus(version=version, source=source, weight=0)
+        started = AdapterRolloutStatus(
+            name=self.name,
+            phase=AdapterPhase.LOADING,
+            stable=status.stable if status else None,
+            canary=canary,
+            since=format_time(self.now),
+        )
+        return started, [
+            LoadAdapter(self.name, version, source),
+            EmitEvent("Normal", "AdapterLoading", f"adapter {self.name}: loading version {version} from {source}"),
+        ]
+
+    def _loading(self, status: AdapterRolloutStatus) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
+        assert status.canary is not None
+        key = engine_adapter_name(self.name, status.canary.version)
+        error = self.observed.load_errors.get(key)
+        if error is not None:
+            return self._rolled_back(status, f"load failed: {error}", failed=True)
+        if key not in self.observed.loaded:
+            return status, [LoadAdapter(self.name, status.canary.version, status.canary.source)]
+        baseline = status.stable.version if status.stable else None
+        validating = status.model_copy(update={"phase": AdapterPhase.VALIDATING, "since": format_time(self.now)})
+        return validating, [ValidateAdapter(self.name, status.canary.version, baseline, self.prompts)]
+
+    def _validating(self, status: AdapterRolloutStatus) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
+        assert status.canary is not None
+        run = self.observed.validation.get(engine_adapter_name(self.name, status.canary.version))
+        if run is None:
+            return status, []
+        spec = self.validation.model_copy(update={"prompts": list(self.prompts)})
+        result = evaluate_validation(spec, run, format_time(self.now))
+        status = status.model_copy(update={"validation": result})
+        if not result.passed:
+            return self._rolled_back(status, f"golden prompts failed: {result.reason}", failed=True)
+        if status.stable is None or not self.steps:
+            return self._promoted(status)
+        return self._at_step(status, 0)
+
+    def _stepping(self, status: AdapterRolloutStatus) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
+        held = self.now - parse_time(status.since)
+        if held < timedelta(seconds=self.steps[status.step].pause_seconds):
+            return status, []
+        if status.step + 1 < len(self.steps):
+            return self._at_step(status, status.step + 1)
+        return self._promoted(status)
+
+    def _at_step(self, status: AdapterRolloutStatus, index: int) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
+        assert status.canary is not None and status.stable is not None
+        weight = min(self.steps[index].weight, 100)
+        canary = status.canary.model_copy(update={"weight": weight})
+        stable = status.stable.model_copy(update={"weight": 100 - weight})
+        stepping = status.model_copy(
+            update={
+                "phase": AdapterPhase.STEPPING,
+                "step": index,
+                "since": format_time(self.now),
+                "canary": canary,
+                "stable": stable,
+            }
+        )
+        return stepping, [
+            SetAdapterWeights(self.name, _weights(stable, canary)),
+            EmitEvent("Normal", "AdapterStep", f"adapter {self.name}: version {canary.version} at {weight}%"),
+        ]
+
+    def _promoted(self, status: AdapterRolloutStatus) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
+        assert status.canary is not None
+        stable = status.canary.model_copy(update={"weight": 100})
+        actions: list[AdapterAction] = [SetAdapterWeights(self.name, _weights(stable, None))]
+        if status.stable is not None:
+            actions.append(UnloadAdapter(self.name, status.stable.version))
+        actions.append(
+            EmitEvent("Normal", "AdapterPromoted", f"adapter {self.name}: version {stable.version} serves 100%")
+        )
+        promoted = status.model_copy(
+            update={
+                "phase": AdapterPhase.STABLE,
+                "stable": stable,
+                "canary": None,
+                "step": 0,
+                "since": format_time(self.now),
+            }
+        )
+        return promoted, actions
+
+    def _rolled_back(
+        self, status: AdapterRolloutStatus, why: str, *, failed: bool
+    ) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
+        assert status.canary is not None
+        canary = status.canary
+        stable = status.stable.model_copy(update={"weight": 100}) if status.stable else None
+        actions: list[AdapterAction] = [
+            SetAdapterWeights(self.name, _weights(stable, None)),
+            UnloadAdapter(self.name, canary.version),
+            EmitEvent(
+                "Warning" if failed else "Normal",
+                "AdapterRolledBack" if failed else "AdapterRolloutSuperseded",
+                f"adapter {self.name}: version {canary.version} unloaded ({why})",
+            ),
+        ]
+        rolled_back = status.model_copy(
+            update={
+                "phase": AdapterPhase.FAILED if failed else (AdapterPhase.STABLE if stable else AdapterPhase.FAILED),
+                "stable": stable,
+                "canary": None,
+                "step": 0,
+                "since": format_time(self.now),
+                "failed_source": canary.source if failed else status.failed_source,
+            }
+        )
+        return rolled_back, actions
+
+
+def _weights(stable: AdapterVersionStatus | None, canary: AdapterVersionStatus | None) -> tuple[tuple[str, int], ...]:
+    return tuple((v.version, v.weight) for v in (stable, canary) if v is not None)
