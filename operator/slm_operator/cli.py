@@ -174,7 +174,16 @@ def plan(
     if not deployments:
         console.print(f"[red]✗[/red] {file}: no SLMDeployment")
         raise typer.Exit(code=1)
-    from slm_operator.sim.plan import build_plan, plan_json, print_plan
+    try:
+        from slm_operator.sim.plan import build_plan, plan_json, print_plan
+    except ModuleNotFoundError as error:
+        if error.name != "numpy":
+            raise
+        console.print(
+            "[red]✗[/red] slm plan needs the simulator's extra (numpy): "
+            "pip install 'slm-operator\\[sim]' (the operator image ships it)"
+        )
+        raise typer.Exit(code=2) from error
 
     try:
         result = build_plan(deployments, hours=hours, gpu_type=gpu_type, trace=trace, rps=rps, seed=seed)

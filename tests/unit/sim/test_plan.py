@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
+import tomllib
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from slm_operator.cli import app
@@ -38,3 +41,21 @@ def test_plan_replays_a_trace_and_refuses_an_unknown_gpu(tmp_path: Path) -> None
     assert "phi-3-mini/H100" in ok.output
     bad = CliRunner().invoke(app, ["plan", str(spec), "--hours", "0.1", "--gpu-type", "TPU-v9"])
     assert bad.exit_code == 1 and "no calibration for GPU type 'TPU-v9'" in bad.output
+
+
+def test_plan_without_numpy_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the sim extra is not installed (numpy absent: None in sys.modules makes its import fail)."""
+    for name in [m for m in sys.modules if m.startswith("slm_operator.sim")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    result = CliRunner().invoke(app, ["plan", str(EXAMPLES / "phi3-mini.yaml"), "--hours", "0.1"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'slm-operator[sim]'" in result.output
+
+
+def test_operator_image_installs_the_extra_that_slm_plan_imports() -> None:
+    root = EXAMPLES.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(requirement.startswith("numpy") for requirement in extras["sim"])
+    dockerfile = (root / "images" / "operator.Dockerfile").read_text()
+    assert "pip install '.[sim]'" in dockerfile
