@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The operator image: the project without its serving extra (no Ray, no vLLM), with the `sim` extra
-# (numpy) that `slm plan` needs, run as a non-root user.
+# The operator image: the project without its serving extra (no Ray, no vLLM), run as a non-root user.
+# It has the sim extra (numpy) so that `slm plan` works in it: docker run --entrypoint slm IMAGE plan FILE
 # Build from the repository root: docker build -f images/operator.Dockerfile -t slm-operator .
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -10,7 +10,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY serving ./serving
-RUN python -m venv /opt/slm && /opt/slm/bin/pip install ".[sim]"
+RUN python -m venv /opt/slm && /opt/slm/bin/pip install '.[sim]'
 
 FROM ${PYTHON_IMAGE}
 # A named user (kopf's peering identity falls back to getpass.getuser(), which needs one).

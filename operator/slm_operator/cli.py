@@ -176,9 +176,15 @@ def plan(
         raise typer.Exit(code=1)
     try:
         from slm_operator.sim.plan import build_plan, plan_json, print_plan
-    except ModuleNotFoundError as missing:  # the simulator's numpy is the `sim` extra
-        console.print(f"[red]✗[/red] slm plan needs {missing.name}: pip install 'slm-operator\\[sim]'")
-        raise typer.Exit(code=1) from missing
+    except ModuleNotFoundError as error:
+        if error.name != "numpy":
+            raise
+        console.print(
+            "[red]✗[/red] slm plan needs the simulator's extra (numpy): "
+            "pip install 'slm-operator\\[sim]' (the operator image ships it)"
+        )
+        raise typer.Exit(code=2) from error
+
     try:
         result = build_plan(deployments, hours=hours, gpu_type=gpu_type, trace=trace, rps=rps, seed=seed)
     except ValueError as error:

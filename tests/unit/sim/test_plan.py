@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,11 +43,19 @@ def test_plan_replays_a_trace_and_refuses_an_unknown_gpu(tmp_path: Path) -> None
     assert bad.exit_code == 1 and "no calibration for GPU type 'TPU-v9'" in bad.output
 
 
-def test_plan_without_numpy_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An install without the `sim` extra (numpy) gets a one-line fix, not a traceback."""
-    for name in [m for m in sys.modules if m == "numpy" or m.startswith(("numpy.", "slm_operator.sim"))]:
+def test_plan_without_numpy_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the sim extra is not installed (numpy absent: None in sys.modules makes its import fail)."""
+    for name in [m for m in sys.modules if m.startswith("slm_operator.sim")]:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "numpy", None)  # `import numpy` raises ModuleNotFoundError
-    result = CliRunner().invoke(app, ["plan", str(EXAMPLES / "tiny.yaml"), "--hours", "0.1"])
-    assert result.exit_code == 1, result.output
-    assert "slm plan needs numpy: pip install 'slm-operator[sim]'" in result.output
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    result = CliRunner().invoke(app, ["plan", str(EXAMPLES / "phi3-mini.yaml"), "--hours", "0.1"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'slm-operator[sim]'" in result.output
+
+
+def test_operator_image_installs_the_extra_that_slm_plan_imports() -> None:
+    root = EXAMPLES.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(requirement.startswith("numpy") for requirement in extras["sim"])
+    dockerfile = (root / "images" / "operator.Dockerfile").read_text()
+    assert "pip install '.[sim]'" in dockerfile
