@@ -33,6 +33,9 @@ class OperatorProcess:
             "SLM_HEALTH_PORT": "0",
             "SLM_LOG_FORMAT": "text",
             "SLM_DASHBOARD_URL_TEMPLATE": "",
+            # One key for every replica, as the chart's Secret gives them: the same pin digests, so a
+            # replica that takes over rewrites no RayService.
+            "SLM_PIN_KEY": "operator-tests-pin-key",
             "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "serving")]),
             **env,
         }

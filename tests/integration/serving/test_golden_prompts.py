@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import threading
 
+import pytest
 import yaml
 
 from slm_operator.api.models import Expectation, SLMDeploymentSpec
@@ -18,7 +19,9 @@ from slm_operator.rollout.actions import RunValidation
 from slm_operator.rollout.gate import evaluate_validation
 from slm_serving.local import LocalServe
 from tests.harness.cluster import TINY
-from tests.integration.serving.conftest import GOOD
+from tests.integration.serving.conftest import GOOD, PIN_TOKEN
+
+pytestmark = pytest.mark.serving
 
 HOSTILE = r"(?s)^(.*?){1000}\x00"
 """Backtracking (Python's `re`) tries about C(n + 1000, n) ways to cut an answer of n characters that
@@ -39,7 +42,7 @@ def test_a_catastrophic_regex_fails_its_prompt_on_a_real_answer_and_the_others_a
     loop = ProbeLoop()
     try:
         observer = RolloutObserver(loop, on_result=finished.set)
-        observer.run_validation(local_serve.url, spec, RunValidation(revision=GOOD, baseline=None))
+        observer.run_validation(local_serve.url, spec, RunValidation(revision=GOOD, baseline=None), pin_token=PIN_TOKEN)
         assert finished.wait(180), "the validation run did not finish"
         run, _ = observer.take()
     finally:
