@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 from slm_serving.tiny_models import (
     BUILD_VERSION,
     build_once,
+    build_variants_cli,
     count_exact_answers,
     default_cache_dir,
     ensure_tiny_model,
@@ -112,14 +113,7 @@ def _train(variant: AdapterVariant, base: Path, out: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    variants = argv or ["good", "bad"]
-    for name in variants:
-        if name not in get_args(AdapterVariant):
-            print(f"unknown adapter variant {name!r}: use good and/or bad", file=sys.stderr)
-            return 2
-    for name in variants:
-        print(ensure_tiny_adapter(name))  # type: ignore[arg-type]  # checked just above
-    return 0
+    return build_variants_cli(argv, "adapter", get_args(AdapterVariant), ensure_tiny_adapter)
 
 
 if __name__ == "__main__":

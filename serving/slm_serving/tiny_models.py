@@ -227,15 +227,20 @@ def count_exact_answers(model: Any, hf_tok: Any, qa: tuple[tuple[str, str], ...]
     return correct
 
 
-def main(argv: list[str]) -> int:
-    variants = argv or ["good", "bad"]
-    for name in variants:
-        if name not in get_args(Variant):
-            print(f"unknown variant {name!r}: use good and/or bad", file=sys.stderr)
+def build_variants_cli(argv: list[str], what: str, variants: tuple[str, ...], ensure: Callable[[Any], Path]) -> int:
+    """`python -m <module> [VARIANT ...]`: build each named variant of `what` (all by default), print its directory."""
+    names = argv or list(variants)
+    for name in names:
+        if name not in variants:
+            print(f"unknown {what} variant {name!r}: use {' and/or '.join(variants)}", file=sys.stderr)
             return 2
-    for name in variants:
-        print(ensure_tiny_model(name))  # type: ignore[arg-type]  # checked just above
+    for name in names:
+        print(ensure(name))
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return build_variants_cli(argv, "model", get_args(Variant), ensure_tiny_model)
 
 
 if __name__ == "__main__":
