@@ -49,7 +49,8 @@ DEFAULT_GPU_HOUR_PRICES: Mapping[str, float] = {
     "NVIDIA-H100-80GB-HBM3": 4.00,
     ANY_ACCELERATOR: 2.00,
 }
-"""On-demand prices per GPU-hour, the same as `slm plan`'s (`sim.profiles`); set your own."""
+"""On-demand prices per GPU-hour (estimates: list prices vary by cloud and region); `slm plan`'s
+profiles (`sim.profiles`) use them too. Set your own."""
 DEFAULT_CPU_HOUR_PRICE = 0.04
 """Per CPU-core-hour."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from slm_operator.api.models import SLMDeploymentSpec
+from slm_operator.rollout.cost import DEFAULT_GPU_HOUR_PRICES
 
 
 @dataclass(frozen=True)
@@ -89,17 +90,19 @@ L4: Final = "NVIDIA-L4"
 A100: Final = "NVIDIA-A100-SXM4-40GB"
 H100: Final = "NVIDIA-H100-80GB-HBM3"
 CPU: Final = "cpu-2-cores"
+L4_USD, A100_USD, H100_USD = (DEFAULT_GPU_HOUR_PRICES[gpu] for gpu in (L4, A100, H100))
+"""Per GPU-hour: the operator's default prices (`rollout.cost`), so `slm plan` and status agree."""
 
 PROFILES: Final[dict[tuple[str, str], EngineProfile]] = {
     (p.model_size, p.gpu_type): p
     for p in (
-        EngineProfile("qwen2.5-0.5b/L4", "0.5B", L4, 0.0051, 0.000065, 10_000, 256, 256, _startup(1.0), 0.80),
-        EngineProfile("qwen2.5-0.5b/H100", "0.5B", H100, 0.0030, 0.000020, 60_000, 256, 256, _startup(1.0), 4.00),
-        EngineProfile("phi-3-mini/L4", "3.8B", L4, 0.028, 0.00015, 4_000, 35, 256, _startup(7.6), 0.80),
-        EngineProfile("phi-3-mini/H100", "3.8B", H100, 0.0050, 0.000030, 35_000, 160, 256, _startup(7.6), 4.00),
-        EngineProfile("llama-3.1-8b/L4", "8B", L4, 0.060, 0.00030, 2_000, 42, 256, _startup(16.0), 0.80),
-        EngineProfile("llama-3.1-8b/A100", "8B", A100, 0.0133, 0.00012, 10_000, 150, 256, _startup(16.0), 3.00),
-        EngineProfile("llama-3.1-8b/H100", "8B", H100, 0.0070, 0.000050, 20_000, 256, 256, _startup(16.0), 4.00),
+        EngineProfile("qwen2.5-0.5b/L4", "0.5B", L4, 0.0051, 0.000065, 10_000, 256, 256, _startup(1.0), L4_USD),
+        EngineProfile("qwen2.5-0.5b/H100", "0.5B", H100, 0.0030, 0.000020, 60_000, 256, 256, _startup(1.0), H100_USD),
+        EngineProfile("phi-3-mini/L4", "3.8B", L4, 0.028, 0.00015, 4_000, 35, 256, _startup(7.6), L4_USD),
+        EngineProfile("phi-3-mini/H100", "3.8B", H100, 0.0050, 0.000030, 35_000, 160, 256, _startup(7.6), H100_USD),
+        EngineProfile("llama-3.1-8b/L4", "8B", L4, 0.060, 0.00030, 2_000, 42, 256, _startup(16.0), L4_USD),
+        EngineProfile("llama-3.1-8b/A100", "8B", A100, 0.0133, 0.00012, 10_000, 150, 256, _startup(16.0), A100_USD),
+        EngineProfile("llama-3.1-8b/H100", "8B", H100, 0.0070, 0.000050, 20_000, 256, 256, _startup(16.0), H100_USD),
     )
 }
 
