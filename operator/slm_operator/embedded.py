@@ -32,7 +32,7 @@ from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.rollout.actions import RecordQuality
 from slm_operator.rollout.decide import Observation, RolloutSettings, decide
 from slm_operator.routes import DEFAULT_ROUTES_SETTLE_SECONDS, is_routes_settled
-from slm_operator.serve_details import read_revisions
+from slm_operator.serve_details import read_revisions, read_start_failures
 from slm_serving.config import ROUTER_APP_NAME
 from slm_serving.local import LocalServe, LocalServeError
 
@@ -152,6 +152,7 @@ class EmbeddedRollout:
             routes_settled=routes_settled,
             validation=validation,
             live=live,
+            start_failures=read_start_failures(details, revisions),
         )
 
     # ------------------------------------------------------------ act

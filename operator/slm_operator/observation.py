@@ -17,7 +17,13 @@ from slm_operator.rollout.working import Observation
 from slm_operator.routes import is_routes_settled
 from slm_operator.security import dashboard_token
 from slm_operator.settings import OperatorSettings
-from slm_operator.status import ServeObservation, estimate_ready_replicas, observe, running_revisions
+from slm_operator.status import (
+    ServeObservation,
+    estimate_ready_replicas,
+    observe,
+    running_revisions,
+    start_failures,
+)
 from slm_serving.config import ROUTER_APP_NAME
 
 
@@ -51,6 +57,7 @@ def gather_observation(
         validation=validation,
         live=live,
         command=str(command) if command is not None else None,
+        start_failures=start_failures(observed, revisions),
     )
 
 

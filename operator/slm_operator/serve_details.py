@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from slm_operator.rollout.start_failure import StartFailure, parse_start_failure
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, revision_app_name
 
 SERVE_APPLICATIONS_PATH = "/api/serve/applications/"
@@ -68,3 +69,16 @@ async def fetch_serve_details(
     if not isinstance(details, dict):
         return httpx.DecodingError(f"unexpected answer from {dashboard_url}")
     return details
+
+
+def read_start_failures(details: Mapping[str, Any], revisions: list[str]) -> dict[str, StartFailure]:
+    """Revisions whose replicas fail to start, from Serve's `ServeInstanceDetails`."""
+    apps = details.get("applications") or {}
+    failures = {}
+    for revision in revisions:
+        app = apps.get(revision_app_name(revision)) or {}
+        messages = {n: str(d.get("message") or "") for n, d in (app.get("deployments") or {}).items()}
+        failure = parse_start_failure(str(app.get("status", "")), messages)
+        if failure is not None:
+            failures[revision] = failure
+    return failures

@@ -9,7 +9,7 @@ bound (the autoscaler's current target is not visible in the RayService).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from slm_operator.api.models import (
 )
 from slm_operator.builder.revisions import revision_bounds
 from slm_operator.rollout.conditions import format_time, set_condition
+from slm_operator.rollout.start_failure import StartFailure, parse_start_failure
 from slm_serving.config import ROUTER_APP_NAME, revision_app_name
 
 RUNNING = "RUNNING"
@@ -38,6 +39,8 @@ class ServeObservation:
     exists: bool
     applications: dict[str, str]
     messages: dict[str, str]
+    deployment_messages: dict[str, dict[str, str]] = field(default_factory=dict)
+    """{app: {deployment: message}} (`serveDeploymentStatuses`, where Serve says why replicas fail)."""
 
     @property
     def failed(self) -> dict[str, str]:
@@ -52,7 +55,22 @@ def observe(rayservice: dict[str, Any] | None) -> ServeObservation:
         True,
         {name: str(app.get("status", "")) for name, app in apps.items()},
         {name: str(app.get("message", "")) for name, app in apps.items() if app.get("message")},
+        {
+            name: {d: str(dep.get("message") or "") for d, dep in (app.get("serveDeploymentStatuses") or {}).items()}
+            for name, app in apps.items()
+        },
     )
+
+
+def start_failures(observed: ServeObservation, revisions: list[str]) -> dict[str, StartFailure]:
+    """Revisions whose replicas fail to start, as KubeRay relays Serve's deployment messages."""
+    failures = {}
+    for revision in revisions:
+        app = revision_app_name(revision)
+        failure = parse_start_failure(observed.applications.get(app, ""), observed.deployment_messages.get(app, {}))
+        if failure is not None:
+            failures[revision] = failure
+    return failures
 
 
 def running_revisions(observed: ServeObservation, revisions: list[str]) -> frozenset[str]:

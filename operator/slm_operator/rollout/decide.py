@@ -72,7 +72,9 @@ class _Decider(Working):
             else:
                 self._supersede(self.desired)
         elif self.desired != st.stable_revision:
-            if self.before.phase in (Phase.PENDING, Phase.DEPLOYING):
+            if self.before.phase in (Phase.PENDING, Phase.DEPLOYING) or self._had(
+                ConditionType.DEGRADED, Reason.START_FAILED
+            ):
                 self._deploy_stable(self.desired)  # nothing served yet: nothing to protect
             elif is_true(st.conditions, ConditionType.DEGRADED, Reason.ROLLED_BACK) and self._same_generation():
                 self.message = f"revision {self.desired} was rolled back; change the spec to retry"
@@ -116,9 +118,32 @@ class _Decider(Working):
             st.stable_revision = revision
             self._event("Normal", Reason.DEPLOYING, f"deploying revision {revision}")
         self.message = f"deploying revision {revision}"
+        self._check_stable_start()
+
+    def _check_stable_start(self) -> None:
+        """Until the stable runs, a failed replica start is the cause shown (one Event per transition:
+        failing, then given up); a new spec starts over."""
+        st = self.status
+        assert st.stable_revision is not None
+        if st.stable_revision in self.observed.running:
+            if self._had(ConditionType.DEGRADED, Reason.START_FAILING, Reason.START_FAILED):
+                self._condition(
+                    ConditionType.DEGRADED, "False", Reason.SERVING, f"revision {st.stable_revision} started"
+                )
+            return
+        failure = self.observed.start_failures.get(st.stable_revision)
+        if failure is None:
+            return
+        reason = Reason.START_FAILED if failure.final else Reason.START_FAILING
+        message = f"revision {st.stable_revision}: {failure.describe()}"
+        if not self._had(ConditionType.DEGRADED, reason):
+            self._event("Warning", reason, message)
+        self._condition(ConditionType.DEGRADED, "True", reason, message)
+        self.message = message
 
     def _steady(self) -> None:
         st = self.status
+        self._check_stable_start()
         if is_true(st.conditions, ConditionType.DEGRADED, Reason.ROLLED_BACK):
             self._condition(ConditionType.DEGRADED, "False", Reason.STABLE_REQUESTED, "spec names the stable revision")
         self._quality_check()
@@ -218,6 +243,17 @@ class _Decider(Working):
             return
         assert st.canary_revision is not None and rollout.started_at is not None
         if rollout.step < 0 and st.canary_revision not in self.observed.running:
+            failure = self.observed.start_failures.get(st.canary_revision)
+            if failure is not None and failure.final:
+                self._fail(f"canary {st.canary_revision}: {failure.describe()}")
+                return
+            if failure is not None:
+                message = f"canary {st.canary_revision}: {failure.describe()}"
+                if not self._had(ConditionType.PROGRESSING, Reason.START_FAILING):
+                    self._event("Warning", Reason.START_FAILING, message)
+                self._condition(ConditionType.PROGRESSING, "True", Reason.START_FAILING, message)
+                self.message = message
+                return
             limit = self.settings.canary_start_timeout_s
             if self.now_dt - parse_time(rollout.started_at) >= timedelta(seconds=limit):
                 self._fail(f"canary {st.canary_revision} did not start within {limit} s")

@@ -23,6 +23,7 @@ from slm_operator.rollout.conditions import ConditionStatus, find_condition, for
 from slm_operator.rollout.cost import Prices
 from slm_operator.rollout.gate import ValidationRun
 from slm_operator.rollout.live import LiveLimits, LiveSamples
+from slm_operator.rollout.start_failure import StartFailure
 
 
 class Reason(StrEnum):
@@ -47,6 +48,10 @@ class Reason(StrEnum):
     QUALITY_FAILED = "QualityCheckFailed"
     QUALITY_PASSED = "QualityCheckPassed"
     COMMAND_IGNORED = "CommandIgnored"
+    START_FAILING = "ReplicaStartFailing"
+    """A replica of a new revision failed to start; Serve retries (bounded)."""
+    START_FAILED = "ReplicaStartFailed"
+    """Serve gave up starting the revision's replicas."""
     SCALED = "Scaled"
     """The autoscaler changed how many replicas a revision wants."""
 
@@ -96,6 +101,8 @@ class Observation:
     """The router's recent requests of canary and stable, asked for by ObserveMetrics."""
     command: str | None = None
     """Value of the `slm.dev/rollout-command` annotation."""
+    start_failures: Mapping[str, StartFailure] = field(default_factory=dict)
+    """Revisions whose replicas failed to start (see `rollout.start_failure`)."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,8 @@ class Working:
             if st.rollout.paused:
                 return Phase.PAUSED
             return Phase.VALIDATING if st.rollout.step < 0 else Phase.PROGRESSING
+        if not stable_running and is_true(st.conditions, ConditionType.DEGRADED, Reason.START_FAILED):
+            return Phase.FAILED
         if not stable_running:
             return Phase.DEGRADED if was_serving else Phase.DEPLOYING
         return Phase.DEGRADED if is_true(st.conditions, ConditionType.DEGRADED) else Phase.READY
@@ -219,6 +228,11 @@ class Working:
         kind = ConditionType.DEGRADED if is_true(conditions, ConditionType.DEGRADED) else ConditionType.READY
         found = find_condition(conditions, kind)
         return found.message if found is not None else ""
+
+    def _had(self, kind: ConditionType, *reasons: Reason) -> bool:
+        """The status passed in has condition `kind` true for one of `reasons`."""
+        found = find_condition(self.before.conditions, kind)
+        return found is not None and found.status == "True" and found.reason in {r.value for r in reasons}
 
     def _same_generation(self) -> bool:
         degraded = find_condition(self.status.conditions, ConditionType.DEGRADED)

@@ -1,0 +1,65 @@
+"""Replicas that fail to start: Serve 2.60's messages → shortened cause, and what `decide` does with it."""
+
+from __future__ import annotations
+
+import pytest
+
+from slm_operator.api.models import Phase
+from slm_operator.rollout.decide import Observation, decide
+from slm_operator.rollout.start_failure import StartFailure, parse_start_failure, shorten_error
+from tests.unit.rollout import states
+from tests.unit.rollout.helpers import REV, SETTINGS, at, events, spec
+
+TRACE = (
+    'Traceback (most recent call last):\n  File "engine.py", line 9, in __init__\n'
+    "slm_serving.model_source.ModelSourceError: cannot fetch hf://org/m: ConnectError\n"
+)
+RETRYING = f"A replica failed to start with exception. Retrying 2 more time(s). Error:\n{TRACE}"
+GAVE_UP = (
+    "The deployment failed to start 3 times in a row. This may be due to a problem with its constructor "
+    f"or initial health check failing. See controller logs for details. Error:\n{TRACE}"
+)
+CAUSE = "slm_serving.model_source.ModelSourceError: cannot fetch hf://org/m: ConnectError"
+
+
+@pytest.mark.parametrize(
+    ("app_status", "message", "expected"),
+    [
+        ("DEPLOYING", RETRYING, StartFailure(CAUSE, final=False, retries_left=2)),
+        ("DEPLOY_FAILED", GAVE_UP, StartFailure(CAUSE, final=True)),
+        ("DEPLOYING", "", None),
+        ("RUNNING", "", None),
+    ],
+)
+def test_parse_start_failure(app_status: str, message: str, expected: StartFailure | None) -> None:
+    assert parse_start_failure(app_status, {"LLMEngine": message}) == expected
+
+
+def test_long_errors_are_shortened() -> None:
+    assert len(shorten_error("Error:\nValueError: " + "x" * 500)) == 200
+
+
+def test_first_deploy_shows_the_first_failure_once_then_fails_when_serve_gives_up() -> None:
+    a = REV["a"]
+    failing = Observation(start_failures={a: StartFailure(CAUSE, final=False, retries_left=2)})
+    first = decide(spec("a"), states.deploying(), failing, generation=1, now=at(1), settings=SETTINGS)
+    assert CAUSE in first.status.message and first.status.phase is Phase.DEPLOYING
+    assert events(first) == ["ReplicaStartFailing"]
+    again = decide(spec("a"), first.status, failing, generation=1, now=at(2), settings=SETTINGS)
+    assert events(again) == []  # not re-posted per retry
+    gave_up = Observation(start_failures={a: StartFailure(CAUSE, final=True)})
+    failed = decide(spec("a"), again.status, gave_up, generation=1, now=at(3), settings=SETTINGS)
+    assert failed.status.phase is Phase.FAILED and CAUSE in failed.status.message
+    assert events(failed) == ["ReplicaStartFailed"]
+
+
+def test_a_canary_that_serve_gives_up_on_is_rolled_back_with_the_cause() -> None:
+    b = REV["b"]
+    gave_up = Observation(
+        running=frozenset({REV["a"]}),
+        ready_replicas={REV["a"]: 1},
+        routes_settled=True,
+        start_failures={b: StartFailure(CAUSE, final=True)},
+    )
+    decision = decide(spec("b"), states.started(), gave_up, generation=2, now=at(11), settings=SETTINGS)
+    assert decision.status.canary_revision is None and CAUSE in decision.status.message
