@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -41,11 +42,17 @@ def test_good_revision_is_promoted_and_bad_one_rolled_back_under_load() -> None:
     assert result.traffic.failed == 0, result.traffic.failures[:5]  # zero failed user requests
 
 
-def test_canary_slow_under_load_is_rolled_back_at_a_traffic_step(tmp_path: Path) -> None:
-    """The canary passes validation (same good model, golden prompts one at a time) but its engine runs
-    one sequence at a time (`max_num_seqs: 1`): under concurrent user traffic at the 50 % step its
-    latencies are significantly above `maxLatencyRatio` (2.5) times the stable's (the rank test of
-    `rollout.live`), and the rollout is rolled back there."""
+def test_slow_then_uneconomic_canary_rolled_back_at_a_traffic_step(tmp_path: Path) -> None:
+    """Two canaries that pass validation (same good model, golden prompts one at a time) and fail at the
+    50 % step, on one serving stack (one engine start fewer than two tests):
+
+    1. its engine runs one sequence at a time (`max_num_seqs: 1`): under concurrent user traffic its
+       latencies are significantly above `maxLatencyRatio` (2.5) times the stable's (the rank test of
+       `rollout.live`);
+    2. as fast as the stable but asking two CPU cores per replica (`resources.cpu: "2"`, the stable has
+       one) with `maxCostRatio: 1.5`: its cost per output token at equal traffic share reads 2x the
+       stable's (`rollout.cost`, from the router's token counts), so the correct but uneconomic canary is
+       rolled back on cost."""
     document = yaml.safe_load(EXAMPLE.read_text())
     document["spec"]["rollout"]["steps"] = [{"weight": 50, "pauseSeconds": 60}, {"weight": 100, "pauseSeconds": 0}]
     document["spec"]["rollout"]["validation"]["maxLatencyRatio"] = 2.5
@@ -60,10 +67,14 @@ def test_canary_slow_under_load_is_rolled_back_at_a_traffic_step(tmp_path: Path)
         mark = len(rollout.events)
         with background(load, rollout.local.url, "tiny", stats):
             outcome, _ = roll_out(rollout, path, lambda spec: spec["model"]["engineArgs"].update(max_num_seqs=1))
+            assert rollout.status is not None
+            final = rollout.status
+            cost_mark = len(rollout.events)
+            cost_outcome, _ = roll_out(rollout, path, _uneconomic)
         assert rollout.status is not None
-        final = rollout.status
+        after_cost = rollout.status
 
-    events = rollout.events[mark:]
+    events = rollout.events[mark:cost_mark]
     reasons = [e.reason for e in events]
     assert outcome is not None and outcome.reason == "RolledBack", reasons
     assert "traffic step 1 (50%)" in outcome.message and "latency" in outcome.message, outcome.message
@@ -79,3 +90,21 @@ def test_canary_slow_under_load_is_rolled_back_at_a_traffic_step(tmp_path: Path)
     assert cost is not None and (cost.revision, cost.weight) == (canary, 50), cost
     assert all(c.completion_tokens > 0 and c.cost_per_million_output_tokens for c in cost.revisions), cost
     assert cost.outcome == "NotCompared" and cost.ratio is not None and 0.5 < cost.ratio < 2, cost
+
+    # 2. The uneconomic canary: rolled back on cost alone, at its first traffic step.
+    assert cost_outcome is not None and cost_outcome.reason == "RolledBack", cost_outcome
+    assert "traffic step 1 (50%)" in cost_outcome.message and "maxCostRatio 1.5" in cost_outcome.message
+    assert "latency" not in cost_outcome.message, cost_outcome.message  # as fast as the stable
+    expensive = next(e.message.split()[3] for e in rollout.events[cost_mark:] if e.reason == "RolloutStarted")
+    cost = after_cost.last_cost
+    assert cost is not None and (cost.revision, cost.outcome) == (expensive, "Fail"), cost
+    assert cost.ratio is not None and 1.5 < cost.ratio < 3, cost  # two cores against one: about 2x
+    assert after_cost.stable_revision == stable and after_cost.canary_revision is None
+    assert stats.failed == 0, stats.failures[:5]
+
+
+def _uneconomic(spec: dict[str, Any]) -> None:
+    """The stable's engine settings again, on two cores per replica, with a cost limit."""
+    spec["model"]["engineArgs"].pop("max_num_seqs")
+    spec["resources"]["cpu"] = "2"
+    spec["rollout"]["validation"]["maxCostRatio"] = 1.5
