@@ -27,6 +27,10 @@ if TYPE_CHECKING:
 CAPACITY_STATE_KEY: Final = "slm_running_capacity"
 """Policy-state key remembering how many requests one replica runs at once when saturated."""
 _TOLERANCE: Final = 1e-9
+DOWNSCALE_UTILIZATION: Final = 0.8
+"""Share of the learned batch capacity a scale-down may fill: a replica's time per token grows with
+its batch, so the running count measured on more replicas understates what fewer would run. Tuned in
+the fleet simulator (docs/autoscaling.md): at 1.0 the fleet flapped between packed and idle replicas."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,9 @@ def decide_replicas(
     every running and waiting request, plus those queued at Serve handles (the router) before
     reaching an engine; it needs ceil(load / (C + target)) replicas. So waiting above target per
     replica scales up, and the running load alone decides how far down to go (no flapping between
-    "queue empty → scale down" and "queue full → scale up"). No load at all → 0.
+    "queue empty → scale down" and "queue full → scale up"). Fewer than `target_replicas` only to a
+    count that runs the load at `DOWNSCALE_UTILIZATION` of C: packed full, the smaller batch of
+    fewer replicas would saturate them, and scale back up a start-up time later. No load at all → 0.
 
     `loads` holds the replicas that reported metrics; none reported yet → keep `target_replicas`.
     """
@@ -75,6 +81,9 @@ def decide_replicas(
     if total <= 0:
         return ReplicaDecision(replicas=0, capacity=learned or capacity)
     replicas = math.ceil(total / (learned + target_queue_depth) - _TOLERANCE)
+    if replicas < target_replicas:
+        roomy = math.ceil(total / (DOWNSCALE_UTILIZATION * learned + target_queue_depth) - _TOLERANCE)
+        replicas = min(target_replicas, roomy)
     return ReplicaDecision(replicas=max(1, replicas), capacity=learned or capacity)
 
 
