@@ -123,11 +123,14 @@ def serve(
     file: FileArg,
     port: Annotated[int, typer.Option(help="Port of the OpenAI API on localhost.")] = 8000,
 ) -> None:
-    """Serve FILE on this machine (own local Ray, vLLM), rolling out every edit to it. No Kubernetes."""
+    """Serve FILE on this machine (own local Ray, vLLM), rolling out every edit to it. No Kubernetes.
+    Exits 1 when Serve gives up starting the model (the reason is printed), 0 on Ctrl-C or SIGTERM."""
     load_deployment(file, local=True)  # report a bad file before starting anything
     from slm_operator.embedded import serve_file
 
-    serve_file(file, port=port, console=Console())
+    code = serve_file(file, port=port, console=Console(soft_wrap=True))  # one line per message, for logs
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -11,26 +11,29 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Callable
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import httpx
 import yaml
 from rich.console import Console
 
-from slm_operator.api.models import SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.api.models import ConditionType, Phase, SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.api.validation import InvalidSpecError, parse_deployment
 from slm_operator.builder.serve_config import build_serve_config
 from slm_operator.canary_pin import PinKey
 from slm_operator.executor import carry_out
 from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.rollout.actions import RecordQuality
+from slm_operator.rollout.conditions import find_condition
 from slm_operator.rollout.decide import Observation, RolloutSettings, decide
+from slm_operator.rollout.working import Reason
 from slm_operator.routes import DEFAULT_ROUTES_SETTLE_SECONDS, is_routes_settled
 from slm_operator.serve_details import read_revisions, read_start_failures
 from slm_serving.config import ROUTER_APP_NAME
@@ -216,44 +219,82 @@ def has_nvidia_gpu() -> bool:
     return smi is not None and subprocess.run([smi, "-L"], capture_output=True, check=False).returncode == 0
 
 
-@contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """An event that SIGTERM sets; Ctrl-C raises KeyboardInterrupt, even where SIGINT was inherited as
-    ignored (a command started with `&` from a script), which Python would otherwise leave ignored.
-    The previous handlers come back on exit."""
-    stop = threading.Event()
-    previous_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    previous_interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
-        signal.signal(signal.SIGINT, previous_interrupt)
+class StopSignals:
+    """SIGINT and SIGTERM stop `slm serve` the same way: the first raises KeyboardInterrupt in the main
+    thread (the one shutdown path, which stops every process it started); later ones are ignored
+    while it shuts down, so a second signal cannot cut Ray's shutdown short. SIGINT counts even where
+    it was inherited as ignored (a command started with `&` from a script). `ray.init` installs its
+    own SIGTERM handler (`sys.exit`, which would skip `serve.shutdown` and leave agents behind when it
+    lands in a cleanup): `install` again once Ray runs."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(signum, self._handle)
+            self._previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signum
+            raise KeyboardInterrupt
 
 
-def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1.0) -> None:
-    """`slm serve`: serve FILE on localhost, rolling out every edit, until Ctrl-C or SIGTERM, then stop
-    every process it started. The main thread wakes every `interval_s`: a Ctrl-C the kernel hands to one
-    of Ray's threads is acted on only when the main thread runs Python code again."""
+def start_gave_up(status: SLMDeploymentStatus | None) -> str | None:
+    """Why nothing will be served: Serve gave up starting the only revision (phase Failed with
+    ReplicaStartFailed); None while anything is served or may still start."""
+    if status is None or status.phase is not Phase.FAILED:
+        return None
+    degraded = find_condition(status.conditions, ConditionType.DEGRADED)
+    if degraded is None or degraded.status != "True" or degraded.reason != Reason.START_FAILED:
+        return None
+    return degraded.message
+
+
+def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1.0) -> int:
+    """`slm serve`: serve FILE on localhost, rolling out every edit, until Ctrl-C or SIGTERM (exit
+    status 0) or until Serve gives up starting the first revision (1, with the reason); then stop every
+    process it started. The main thread wakes every `interval_s`: a Ctrl-C the kernel hands to one of
+    Ray's threads is acted on only when the main thread runs Python code again."""
     gpu = has_nvidia_gpu()
     console.print(f"starting a local Ray ({'GPU' if gpu else 'CPU: vLLM CPU backend'}) for {path}")
-    # Ctrl-C while Ray starts ends quietly (outer suppress); once serving, the inner one lets the
-    # "shutting down" line print before LocalServe stops every process it started.
-    with stop_on_signals() as stop, suppress(KeyboardInterrupt), LocalServe(port=port) as local:
-        rollout = EmbeddedRollout(path, local, on_event=lambda e: print_event(console, e), has_gpu=gpu)
-        with closing(rollout), suppress(KeyboardInterrupt):
-            console.print(f"OpenAI API at [bold]{local.url}/v1[/bold]; edit {path} to roll out a new revision")
-            console.print("Ctrl-C stops")
-            last = ""
-            while not stop.is_set():
-                rollout.step()
-                line = summary_line(rollout.status)
-                if line != last:
-                    console.print(line)
-                    last = line
-                stop.wait(interval_s)
-        console.print("shutting down")
+    signals = StopSignals()
+    signals.install()
+    exit_code = 0
+    # A signal while Ray starts ends quietly (outer suppress; LocalServe stops what it started); once
+    # serving, the inner one lets the "shutting down" line print before LocalServe stops it all.
+    try:
+        with suppress(KeyboardInterrupt), LocalServe(port=port) as local:
+            signals.install()  # ray.init replaced the SIGTERM handler
+            rollout = EmbeddedRollout(path, local, on_event=lambda e: print_event(console, e), has_gpu=gpu)
+            with closing(rollout), suppress(KeyboardInterrupt):
+                console.print(f"OpenAI API at [bold]{local.url}/v1[/bold]; edit {path} to roll out a new revision")
+                console.print("Ctrl-C stops")
+                last = ""
+                while True:
+                    rollout.step()
+                    line = summary_line(rollout.status)
+                    if line != last:
+                        console.print(line)
+                        last = line
+                    reason = start_gave_up(rollout.status)
+                    if reason is not None:
+                        console.print(f"[red]✗[/red] {reason}")
+                        exit_code = 1
+                        break
+                    time.sleep(interval_s)
+            console.print("shutting down")
+    finally:
+        signals.restore()
     console.print("stopped")
+    return exit_code
 
 
 def summary_line(status: SLMDeploymentStatus | None) -> str:

@@ -34,31 +34,48 @@ INVALID_SPEC = "InvalidSpec"
 
 @dataclass(frozen=True)
 class ServeObservation:
-    """What the RayService says about each Serve application: {app name: status}."""
+    """What the RayService says about each Serve application.
+
+    KubeRay (v1.7.0 `calculateStatus`) reports the cluster that serves in `activeServiceStatus` and
+    one that is still starting in `pendingServiceStatus` — the first cluster stays pending until every
+    application is RUNNING, so a first deploy whose replicas fail to start is only reported there.
+    Only active applications count as running; failures and messages are read from both (pending
+    over active: it carries the newer serveConfigV2)."""
 
     exists: bool
     applications: dict[str, str]
+    """{app: status} of the active cluster."""
     messages: dict[str, str]
+    """{app: message}, active and pending."""
     deployment_messages: dict[str, dict[str, str]] = field(default_factory=dict)
     """{app: {deployment: message}} (`serveDeploymentStatuses`, where Serve says why replicas fail)."""
+    reported: dict[str, str] = field(default_factory=dict)
+    """{app: status}, active and pending."""
 
     @property
     def failed(self) -> dict[str, str]:
-        return {app: s for app, s in self.applications.items() if s in FAILED_APP_STATES}
+        return {app: s for app, s in self.reported.items() if s in FAILED_APP_STATES}
+
+
+def _application_statuses(rayservice: dict[str, Any], section: str) -> dict[str, Any]:
+    statuses = ((rayservice.get("status") or {}).get(section) or {}).get("applicationStatuses") or {}
+    return dict(statuses)
 
 
 def observe(rayservice: dict[str, Any] | None) -> ServeObservation:
     if rayservice is None:
         return ServeObservation(False, {}, {})
-    apps = ((rayservice.get("status") or {}).get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    active = _application_statuses(rayservice, "activeServiceStatus")
+    both = active | _application_statuses(rayservice, "pendingServiceStatus")
     return ServeObservation(
         True,
-        {name: str(app.get("status", "")) for name, app in apps.items()},
-        {name: str(app.get("message", "")) for name, app in apps.items() if app.get("message")},
+        {name: str(app.get("status", "")) for name, app in active.items()},
+        {name: str(app.get("message", "")) for name, app in both.items() if app.get("message")},
         {
             name: {d: str(dep.get("message") or "") for d, dep in (app.get("serveDeploymentStatuses") or {}).items()}
-            for name, app in apps.items()
+            for name, app in both.items()
         },
+        {name: str(app.get("status", "")) for name, app in both.items()},
     )
 
 
@@ -67,7 +84,7 @@ def start_failures(observed: ServeObservation, revisions: list[str]) -> dict[str
     failures = {}
     for revision in revisions:
         app = revision_app_name(revision)
-        failure = parse_start_failure(observed.applications.get(app, ""), observed.deployment_messages.get(app, {}))
+        failure = parse_start_failure(observed.reported.get(app, ""), observed.deployment_messages.get(app, {}))
         if failure is not None:
             failures[revision] = failure
     return failures

@@ -18,12 +18,13 @@ import os
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
+import psutil
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from slm_serving.config import ROUTER_APP_NAME, HTTPOptions, ServeApplicationConfig, ServeConfigV2
@@ -33,6 +34,8 @@ DEFAULT_NUM_CPUS = 4
 
 KV_CACHE_GIB = "1"
 _DEPLOY_TIMEOUT_S = 600.0
+LEFTOVER_GRACE_S = 10.0
+"""After `ray.shutdown()`: how long Ray's processes get to exit before they are terminated, then killed."""
 _POLL_S = 0.5
 
 
@@ -118,6 +121,31 @@ def _environment(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _with_descendants(processes: list[psutil.Process]) -> list[psutil.Process]:
+    found = list(processes)
+    for process in processes:
+        try:
+            found += process.children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def stop_leftovers(processes: list[psutil.Process], grace_s: float = LEFTOVER_GRACE_S) -> list[int]:
+    """Wait for `processes` (ones we started) to exit; terminate, then kill, those that do not. Ray's
+    agents (dashboard agent, runtime-env agent) can outlive a raylet that went first. The pids that
+    had to be stopped."""
+    _, lingering = psutil.wait_procs(processes, timeout=grace_s)
+    for process in lingering:
+        with suppress(psutil.NoSuchProcess):
+            process.terminate()  # psutil refuses a pid that was reused
+    _, stubborn = psutil.wait_procs(lingering, timeout=5)
+    for process in stubborn:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+    return [p.pid for p in lingering]
+
+
 class LocalServe:
     """A private Ray + Serve: `with LocalServe() as local: local.apply(config); httpx.get(local.url + ...)`."""
 
@@ -131,6 +159,9 @@ class LocalServe:
         self.dashboard_port = free_port()
         self.metrics_port = free_port()
         self._started = False
+        self._ray_children: list[psutil.Process] = []
+        """This process's children that `ray.init` started (GCS, raylet, dashboard, …)."""
+        self._children_before: set[int] = set()
         self._client: httpx.Client | None = None
         self.auth_headers: dict[str, str] = {}
         """What the dashboard wants on each request: Ray 2.60 turns token authentication on for a
@@ -163,6 +194,8 @@ class LocalServe:
         serving_root = str(Path(__file__).resolve().parent.parent)
         pythonpath = os.pathsep.join(p for p in (serving_root, os.environ.get("PYTHONPATH")) if p)
         env = {"PYTHONPATH": pythonpath, **self.serve_env}
+        self._started = True  # from here on close() shuts Ray down, even if ray.init is interrupted
+        self._children_before = {child.pid for child in psutil.Process().children()}
         with _environment(env):
             ray.init(
                 address="local",
@@ -175,7 +208,7 @@ class LocalServe:
                 logging_level=logging.WARNING,
                 log_to_driver=False,
             )
-        self._started = True
+        self._ray_children = self._new_children()
         self.auth_headers = get_auth_headers_if_auth_enabled({})
         headers = {"Content-Type": "application/json", **self.auth_headers}
         self._client = httpx.Client(base_url=self.dashboard_url, headers=headers, timeout=60)
@@ -224,7 +257,8 @@ class LocalServe:
                 time.sleep(_POLL_S)
 
     def close(self) -> None:
-        """Shut down Serve and the Ray instance this object started (nothing else)."""
+        """Shut down Serve and the Ray instance this object started (nothing else), then stop any of its
+        processes that outlive `ray.shutdown()`."""
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -232,17 +266,32 @@ class LocalServe:
             import ray
             from ray import serve
 
-            serve.shutdown()  # type: ignore[no-untyped-call]
-            ray.shutdown()
-            self._started = False
+            started = _with_descendants(self._ray_children or self._new_children())  # before they are re-parented
+            try:
+                if ray.is_initialized():  # serve.shutdown would start a Ray of its own otherwise
+                    serve.shutdown()  # type: ignore[no-untyped-call]
+            finally:
+                ray.shutdown()
+                self._started = False
+                lingering = stop_leftovers(started)
+                if lingering:
+                    logging.getLogger(__name__).warning("stopped Ray processes left running: %s", lingering)
 
     def __enter__(self) -> LocalServe:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # a signal or error while Ray starts: stop what it started so far
+            self.close()
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def _new_children(self) -> list[psutil.Process]:
+        """Children of this process that were not there before `ray.init`."""
+        return [child for child in psutil.Process().children() if child.pid not in self._children_before]
 
     def _rest(self) -> httpx.Client:
         if self._client is None:

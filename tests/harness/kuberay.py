@@ -14,8 +14,16 @@ Two parts:
 - `KubeRayStandIn` also does for one RayService what KubeRay does with Serve: applies its
   `serveConfigV2` through Serve's declarative REST API (`PUT /api/serve/applications/`, the path
   KubeRay uses through the dashboard) to a local Ray Serve (`LocalServe`) instead of a RayCluster, and
-  writes the applications' statuses into `status.activeServiceStatus.applicationStatuses` the way
-  KubeRay reports them. It creates no pods and no cluster; a declared new cluster takes over at once.
+  reports the applications the way KubeRay v1.7.0 does (`rayservice_controller.go`,
+  `getAndCheckServeStatus` and `calculateStatus`; unchanged since v1.4): from
+  `GET /api/serve/applications/`, each application's `status` and `message` and, under
+  `serveDeploymentStatuses`, each deployment's `status` and `message` (Serve's text, copied as is:
+  where a replica that failed to start says why), fields left out when empty (`omitempty`). The first
+  RayCluster is *pending* until every application is RUNNING: until then the statuses are in
+  `status.pendingServiceStatus.applicationStatuses` and `activeServiceStatus` has none; then KubeRay
+  promotes it (pending → active) and reports in `activeServiceStatus` from then on. KubeRay replaces
+  the whole status on each write (`Status().Update`), so applications and messages that are gone
+  disappear. It creates no pods and no cluster; a declared new cluster takes over at once.
 
 Every write is seen through a watch from the last resourceVersion, so none is missed (real KubeRay
 reconciles the latest state and may skip intermediate ones; checking each write is stricter).
@@ -224,6 +232,8 @@ class KubeRayStandIn(KubeRayWatch):
         self.local, self.name = local, name
         self.latest: str | None = None
         self.applied: str | None = None
+        self.promoted = False
+        """The first RayCluster had every application RUNNING once: KubeRay made it active."""
 
     def on_write(self, rayservice: dict[str, Any]) -> None:
         if rayservice["metadata"]["name"] == self.name:
@@ -239,24 +249,34 @@ class KubeRayStandIn(KubeRayWatch):
         self._apply()  # again, if the last attempt failed
         if self.applied is None:
             return
-        try:
+        applications = self._statuses()
+        self.promoted = self.promoted or (
+            bool(applications) and all(app.get("status") == "RUNNING" for app in applications.values())
+        )
+        section = "activeServiceStatus" if self.promoted else "pendingServiceStatus"
+        status = {section: {"applicationStatuses": applications}} if applications else {}
+        try:  # the whole status, as KubeRay's Status().Update writes it (a merge patch would keep stale keys)
             self.k8s.patch_namespaced_custom_object_status(
-                *RAYS, self.name, {"status": {"activeServiceStatus": {"applicationStatuses": self._statuses()}}}
+                *RAYS, self.name, [{"op": "add", "path": "/status", "value": status}]
             )
         except kubernetes.client.ApiException as error:
             if error.status != 404:
                 raise
 
     def _statuses(self) -> dict[str, Any]:
+        """`applicationStatuses` from Serve's REST details, field by field as KubeRay copies them."""
         statuses: dict[str, Any] = {}
         for name, app in (self.local.details().get("applications") or {}).items():
             deployments = {
-                dep: {"status": str(d.get("status", "")), "message": str(d.get("message") or "")}
+                dep: _without_empty({"status": d.get("status"), "message": d.get("message")})
                 for dep, d in (app.get("deployments") or {}).items()
             }
-            statuses[name] = {
-                "status": str(app.get("status", "")),
-                "message": str(app.get("message") or ""),
-                "serveDeploymentStatuses": deployments,
-            }
+            statuses[name or "default"] = _without_empty(
+                {"status": app.get("status"), "message": app.get("message"), "serveDeploymentStatuses": deployments}
+            )
         return statuses
+
+
+def _without_empty(fields: dict[str, Any]) -> dict[str, Any]:
+    """Go's `omitempty`: empty strings and maps are left out."""
+    return {key: value for key, value in fields.items() if value not in (None, "", {})}

@@ -1,15 +1,18 @@
 """Pure: a revision's replicas that fail to start (the model cannot be fetched or loaded), read from
 what Ray Serve 2.60 reports, shortened for status, Events and the `slm serve` console.
 
-Serve (`ray/serve/_private/deployment_state.py`, 2.60.0) sets the deployment's message on the first
-failed constructor, while the deployment stays UPDATING and the application DEPLOYING:
-"A replica failed to start with exception. Retrying N more time(s). Error:\\n<traceback>". After
-min(max_constructor_retry_count (20), 3 x target replicas) failures in a row the deployment turns
-UNHEALTHY (trigger REPLICA_STARTUP_FAILED, "The deployment failed to start N times in a row. …
-Error:\\n<traceback>") and the application DEPLOY_FAILED. So the attempts are bounded by Serve; the
-first failure is visible at once. KubeRay copies both messages into the RayService
-(`applicationStatuses[app].serveDeploymentStatuses[dep].message`); `slm serve` reads them from
-Serve's REST API (`applications[app].deployments[dep].message`).
+Serve (`ray/serve/_private/deployment_state.py`, 2.60.0, `record_replica_startup_failure`) sets the
+deployment's message on every failed start while the deployment stays UPDATING and the application
+DEPLOYING: "A replica failed to start with exception. Retrying N more time(s). Error:\\n<error>", the
+error being the constructor's traceback as `str(RayTaskError.as_instanceof_cause())`. After
+`_failed_to_start_threshold` = min(max_constructor_retry_count (default 20), 3 x target replicas)
+failed starts in a row the deployment turns DEPLOY_FAILED (trigger REPLICA_STARTUP_FAILED; UNHEALTHY
+where it was already serving and scaling), message "The deployment failed to start N times in a row.
+… Error:\\n<error>", the application DEPLOY_FAILED, and Serve starts no more replicas of that version
+(`_terminally_failed`). So the attempts are bounded by Serve and the first failure is visible at
+once. KubeRay copies the messages as they are into the RayService
+(`applicationStatuses[app].serveDeploymentStatuses[dep].message`, see `status.observe`); `slm serve`
+reads them from Serve's REST API (`applications[app].deployments[dep].message`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ MAX_ERROR_CHARS = 200
 _RETRYING = re.compile(r"A replica failed to start with exception\. Retrying(?: (\d+) more time\(s\))?\.")
 _GAVE_UP = re.compile(r"The deployment failed to start (\d+) times in a row")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*")
+_MODULE_PREFIX = re.compile(r"^(?:[A-Za-z_]\w*\.)+(?=\w+:)")
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,17 @@ class StartFailure:
 
 
 def shorten_error(text: str) -> str:
-    """The exception line of a traceback (its last `SomethingError: …` line), at most MAX_ERROR_CHARS."""
+    """The exception line of a traceback (its last `SomethingError: …` line), its class named without
+    the module; at most MAX_ERROR_CHARS, cut in the middle (the end usually says what is wrong)."""
     body = text.split("Error:\n", 1)[1] if "Error:\n" in text else text
     lines = [line.strip() for line in body.splitlines() if line.strip()]
     exceptions = [line for line in lines if _EXCEPTION_LINE.match(line)]
     line = exceptions[-1] if exceptions else (lines[-1] if lines else text.strip())
-    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 1] + "…"
+    line = _MODULE_PREFIX.sub("", line, count=1)
+    if len(line) <= MAX_ERROR_CHARS:
+        return line
+    head = MAX_ERROR_CHARS // 3
+    return line[:head] + "…" + line[len(line) - (MAX_ERROR_CHARS - head - 1) :]
 
 
 def parse_start_failure(app_status: str, deployment_messages: Mapping[str, str]) -> StartFailure | None:

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -125,3 +126,124 @@ def stop_everything_under(proc: subprocess.Popen[str]) -> None:
         for child in started:
             with suppress(psutil.NoSuchProcess):
                 child.kill()
+
+
+class OutputLines:
+    """The command's output, read line by line in a thread, to wait on (no sleeps)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._done = False
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._done = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float) -> int | None:
+        """Index of the first line containing `text`, None if the output ended or `timeout` passed first."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._find(text) is not None or self._done, timeout)
+            return self._find(text)
+
+    def wait_closed(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._done, timeout)
+
+    def _find(self, text: str) -> int | None:
+        return next((i for i, line in enumerate(self.lines) if text in line), None)
+
+    def text(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+
+def spec_file(tmp_path: Path, source: str) -> Path:
+    """examples/tiny.yaml with another model source."""
+    path = tmp_path / "slmd.yaml"
+    path.write_text(EXAMPLE.read_text().replace("source: tiny://good", f"source: {source}"))
+    return path
+
+
+def test_slm_serve_shows_why_replicas_fail_at_the_first_failure_and_exits_when_serve_gives_up(
+    tmp_path: Path,
+) -> None:
+    """A model that cannot load (a local path that does not exist: the replica's constructor fails in
+    seconds, no network): the shortened cause is on the console after the first failed start, while
+    Serve still retries (min(20, 3 x 1 replica) = 3 attempts, Ray Serve 2.60), and once Serve gives up
+    `slm serve` exits 1 with the reason, leaving none of its processes behind."""
+    missing = tmp_path / "no-such-model"
+    cause = f"{missing} does not exist"
+    proc = subprocess.Popen(
+        [str(SLM), "serve", str(spec_file(tmp_path, str(missing))), "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output = OutputLines(proc)
+        first = output.wait_for(cause, START_TIMEOUT_S)
+        assert first is not None, output.text()[-3000:]
+        started = psutil.Process(proc.pid).children(recursive=True)
+        assert output.lines[first].startswith("ReplicaStartFailing"), output.text()[-3000:]
+        assert "ModelSourceError" in output.lines[first] and "Serve retries 2 more time(s)" in output.lines[first]
+        assert "Traceback" not in output.text()  # shortened: the exception line, not the traceback
+        assert proc.wait(START_TIMEOUT_S) == 1, output.text()[-3000:]
+        assert output.wait_closed(30)
+        gave_up = output.wait_for("ReplicaStartFailed", 0)
+        assert gave_up is not None and gave_up > first, output.text()[-3000:]
+        assert cause in output.lines[gave_up] and "Serve gave up" in output.lines[gave_up]
+        verdict = output.wait_for("✗", 0)
+        assert verdict is not None and cause in output.lines[verdict], output.text()[-3000:]
+        assert "stopped" in output.lines, output.text()[-3000:]
+        _, alive = psutil.wait_procs(started, timeout=60)
+        assert not alive, [(p.pid, p.name()) for p in alive]
+    finally:
+        stop_everything_under(proc)
+
+
+def test_slm_serve_stopped_by_sigterm_leaves_no_process_it_started() -> None:
+    """SIGTERM (as `kill`, systemd or a container runtime send it) while the model is loading: every
+    process `slm serve` started (collected just before the signal, Ray's dashboard and runtime-env
+    agents among them) is gone after it exits, and it says it stopped. (Ctrl-C: the first test.)"""
+    proc = subprocess.Popen(
+        [str(SLM), "serve", str(EXAMPLE), "--port", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # our signal only: nothing else reaches its processes
+    )
+    try:
+        output = OutputLines(proc)
+        assert output.wait_for("deploying revision", START_TIMEOUT_S) is not None, output.text()[-3000:]
+        started = wait_for_processes(proc, ("dashboard/agent.py", "runtime_env/agent/main.py", "ServeReplica:rev-"))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0, output.text()[-3000:]
+        assert output.wait_closed(30) and "stopped" in output.lines, output.text()[-3000:]
+        _, alive = psutil.wait_procs(started, timeout=60)
+        assert not alive, [(p.pid, p.name()) for p in alive]
+    finally:
+        stop_everything_under(proc)
+
+
+def wait_for_processes(proc: subprocess.Popen[str], markers: tuple[str, ...]) -> list[psutil.Process]:
+    """All of `proc`'s descendants, once each marker is in some descendant's command line."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        lines = []
+        for process in descendants:
+            with suppress(psutil.Error):
+                lines.append(" ".join(process.cmdline()))
+        if all(any(marker in line for line in lines) for marker in markers):
+            return descendants
+        time.sleep(0.2)
+    raise AssertionError(f"not all of {markers} started under slm serve")

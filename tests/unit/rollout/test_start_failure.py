@@ -7,6 +7,7 @@ import pytest
 from slm_operator.api.models import Phase
 from slm_operator.rollout.decide import Observation, decide
 from slm_operator.rollout.start_failure import StartFailure, parse_start_failure, shorten_error
+from slm_operator.status import observe, running_revisions, start_failures
 from tests.unit.rollout import states
 from tests.unit.rollout.helpers import REV, SETTINGS, at, events, spec
 
@@ -19,7 +20,7 @@ GAVE_UP = (
     "The deployment failed to start 3 times in a row. This may be due to a problem with its constructor "
     f"or initial health check failing. See controller logs for details. Error:\n{TRACE}"
 )
-CAUSE = "slm_serving.model_source.ModelSourceError: cannot fetch hf://org/m: ConnectError"
+CAUSE = "ModelSourceError: cannot fetch hf://org/m: ConnectError"
 
 
 @pytest.mark.parametrize(
@@ -35,8 +36,9 @@ def test_parse_start_failure(app_status: str, message: str, expected: StartFailu
     assert parse_start_failure(app_status, {"LLMEngine": message}) == expected
 
 
-def test_long_errors_are_shortened() -> None:
-    assert len(shorten_error("Error:\nValueError: " + "x" * 500)) == 200
+def test_long_errors_are_shortened_in_the_middle_where_the_end_says_what_is_wrong() -> None:
+    short = shorten_error("Error:\nslm_serving.model_source.ModelSourceError: " + "x" * 500 + " does not exist")
+    assert len(short) == 200 and short.startswith("ModelSourceError: xxx") and short.endswith("x does not exist")
 
 
 def test_first_deploy_shows_the_first_failure_once_then_fails_when_serve_gives_up() -> None:
@@ -63,3 +65,19 @@ def test_a_canary_that_serve_gives_up_on_is_rolled_back_with_the_cause() -> None
     )
     decision = decide(spec("b"), states.started(), gave_up, generation=2, now=at(11), settings=SETTINGS)
     assert decision.status.canary_revision is None and CAUSE in decision.status.message
+
+
+def test_a_first_deploy_that_fails_is_read_from_the_pending_cluster() -> None:
+    """KubeRay keeps the first RayCluster pending until every application runs (v1.7.0): the failing
+    revision is reported in `pendingServiceStatus` only, and is not running."""
+    apps = {
+        "router": {"status": "RUNNING"},
+        "rev-a": {
+            "status": "DEPLOYING",
+            "serveDeploymentStatuses": {"LLMEngine": {"status": "UPDATING", "message": RETRYING}},
+        },
+    }
+    rayservice = {"metadata": {"name": "tiny"}, "status": {"pendingServiceStatus": {"applicationStatuses": apps}}}
+    observed = observe(rayservice)
+    assert running_revisions(observed, ["a"]) == frozenset()
+    assert start_failures(observed, ["a"]) == {"a": StartFailure(CAUSE, final=False, retries_left=2)}

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
+import pytest
 import yaml
 
 from slm_operator.api.models import CostComparison, SLMDeploymentStatus
 from slm_operator.api.validation import parse_deployment
-from slm_operator.embedded import fit_to_machine, summary_line
+from slm_operator.embedded import StopSignals, fit_to_machine, start_gave_up, summary_line
+from slm_operator.rollout.decide import Observation, decide
+from slm_operator.rollout.start_failure import StartFailure
 from tests.conftest import EXAMPLES
+from tests.unit.rollout import states
+from tests.unit.rollout.helpers import REV, SETTINGS, at
+from tests.unit.rollout.helpers import spec as tiny_spec
 
 
 def test_without_a_gpu_replicas_run_on_cpu() -> None:
@@ -48,3 +57,30 @@ def test_the_summary_shows_the_rollouts_cost_per_million_output_tokens() -> None
         "  cost per million output tokens: canary 250, stable 31.25; ratio 2.00x (Fail)"
     )
     assert len(summary_line(status.model_copy(update={"canary_revision": None})).splitlines()) == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_stop_the_same_way_and_a_second_one_cannot_cut_the_shutdown_short(signum: int) -> None:
+    signals = StopSignals()
+    previous = signal.getsignal(signum)
+    signals.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signum)
+        os.kill(os.getpid(), signal.SIGTERM)  # while shutting down: ignored
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.received == signum
+    finally:
+        signals.restore()
+    assert signal.getsignal(signum) == previous
+
+
+def test_slm_serve_gives_up_only_when_serve_gave_up_on_the_first_revision() -> None:
+    a = REV["a"]
+    failing = Observation(start_failures={a: StartFailure("ValueError: no model", final=False, retries_left=2)})
+    first = decide(tiny_spec("a"), states.deploying(), failing, generation=1, now=at(1), settings=SETTINGS)
+    assert start_gave_up(first.status) is None and start_gave_up(None) is None
+    gave_up = Observation(start_failures={a: StartFailure("ValueError: no model", final=True)})
+    failed = decide(tiny_spec("a"), first.status, gave_up, generation=1, now=at(2), settings=SETTINGS)
+    reason = start_gave_up(failed.status)
+    assert reason is not None and "ValueError: no model" in reason and "gave up" in reason
