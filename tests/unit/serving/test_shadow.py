@@ -261,4 +261,4 @@ def test_failed_copy_is_a_canary_error_only() -> None:
 
 
 def test_normalize() -> None:
-    assert normalize("  \uff30aris, FRANCE!\n")  # a fullwidth P == "paris france"
+    assert normalize("  \uff30aris, FRANCE!\n") == "paris france"  # a fullwidth P
