@@ -263,6 +263,13 @@ def summary_line(status: SLMDeploymentStatus | None) -> str:
         return "Pending"
     weights = ", ".join(f"{r.name}({r.role}) {r.weight}%" for r in status.revisions)
     line = f"[bold]{status.phase.value}[/bold] {weights} — {status.message}"
+    shadow = status.last_shadow
+    if shadow is not None and shadow.revision == status.canary_revision:
+        agreement = f"{shadow.agreement:.0%}" if shadow.agreement is not None else "-"
+        line += (
+            f"\n  shadow: {shadow.pairs} pairs, {agreement} agree, {shadow.canary_errors} canary errors, "
+            f"{shadow.skipped} skipped ({shadow.outcome})"
+        )
     cost = status.last_cost
     if cost is not None and cost.revision == status.canary_revision:
         figures = ", ".join(

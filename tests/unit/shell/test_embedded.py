@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from slm_operator.api.models import CostComparison, SLMDeploymentStatus
+from slm_operator.api.models import CostComparison, ShadowResult, SLMDeploymentStatus
 from slm_operator.api.validation import parse_deployment
 from slm_operator.embedded import fit_to_machine, summary_line
 from tests.conftest import EXAMPLES
@@ -46,5 +46,24 @@ def test_the_summary_shows_the_rollouts_cost_per_million_output_tokens() -> None
     status = SLMDeploymentStatus(stable_revision="aaa", canary_revision="bbb", last_cost=cost, message="step 1")
     assert summary_line(status).splitlines()[1] == (
         "  cost per million output tokens: canary 250, stable 31.25; ratio 2.00x (Fail)"
+    )
+    assert len(summary_line(status.model_copy(update={"canary_revision": None})).splitlines()) == 1
+
+
+def test_the_summary_shows_the_shadow_phase_while_its_canary_is_live() -> None:
+    shadow = ShadowResult(
+        revision="bbb",
+        since="2026-11-01T12:00:00Z",
+        time="2026-11-01T12:01:00Z",
+        outcome="Inconclusive",
+        comparison="normalized",
+        pairs=12,
+        agreed=9,
+        agreement=0.75,
+        skipped=3,
+    )
+    status = SLMDeploymentStatus(stable_revision="aaa", canary_revision="bbb", last_shadow=shadow, message="m")
+    assert summary_line(status).splitlines()[1] == (
+        "  shadow: 12 pairs, 75% agree, 0 canary errors, 3 skipped (Inconclusive)"
     )
     assert len(summary_line(status.model_copy(update={"canary_revision": None})).splitlines()) == 1
