@@ -48,7 +48,8 @@ if status.phase == "Degraded" or status.phase == "Failed" or (degraded ~= nil an
   return hs
 end
 
-local rolling = status.phase == "Deploying" or status.phase == "Validating" or status.phase == "Progressing"
+local rolling = status.phase == "Deploying" or status.phase == "Validating" or status.phase == "Shadowing"
+  or status.phase == "Progressing"
   or status.phase == "Paused"
 if status.canaryRevision ~= nil or rolling then
   hs.status = "Progressing"

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from slm_operator.api.models import ConditionType, Phase, SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.api.validation import InvalidSpecError, parse_deployment
-from slm_operator.builder.serve_config import build_serve_config
+from slm_operator.builder.serve_config import build_serve_config, build_shadow_config
 from slm_operator.canary_pin import PinKey
 from slm_operator.executor import carry_out
 from slm_operator.observer import ProbeLoop, RolloutObserver
@@ -36,7 +36,7 @@ from slm_operator.rollout.decide import Observation, RolloutSettings, decide
 from slm_operator.rollout.working import Reason
 from slm_operator.routes import DEFAULT_ROUTES_SETTLE_SECONDS, is_routes_settled
 from slm_operator.serve_details import read_revisions, read_start_failures
-from slm_serving.config import ROUTER_APP_NAME
+from slm_serving.config import ROUTER_APP_NAME, ShadowConfig
 from slm_serving.local import LocalServe, LocalServeError
 
 
@@ -69,7 +69,7 @@ class EmbeddedRollout:
     file_error: str | None = None
     peak_replicas: int = 0
     """Most engine replicas running at once, all revisions together (rollout cost)."""
-    _applied: tuple[tuple[str, int], ...] | None = None
+    _applied: _Served | None = None
     _applied_at: float = 0.0
     _last_error: str | None = None
     routes_settle_seconds: float = DEFAULT_ROUTES_SETTLE_SECONDS
@@ -141,7 +141,7 @@ class EmbeddedRollout:
         self.peak_replicas = max(self.peak_replicas, sum(replicas.ready.values()))
         router = (details.get("applications") or {}).get(ROUTER_APP_NAME) or {}
         routes_settled = is_routes_settled(
-            config_applied=self._applied == _weights(self.status),
+            config_applied=self._applied == _served(self.spec, self.status),
             router_running=router.get("status") == "RUNNING",
             seconds_since_applied=time.monotonic() - self._applied_at,
             settle_seconds=self.routes_settle_seconds,
@@ -155,6 +155,7 @@ class EmbeddedRollout:
             routes_settled=routes_settled,
             validation=validation,
             live=live,
+            shadow=self.observer.latest_shadow(),
             start_failures=read_start_failures(details, revisions),
         )
 
@@ -163,7 +164,7 @@ class EmbeddedRollout:
     def _converge(self) -> None:
         """Level-triggered: Serve always gets the revisions and weights recorded in status."""
         assert self.spec is not None and self.status is not None
-        wanted = _weights(self.status)
+        wanted = _served(self.spec, self.status)
         if wanted != self._applied and self.status.revisions:
             config = build_serve_config(self.spec, self.status, pin_digest=self.pin_key.digest(*self.pin_identity()))
             self.local.apply(config, wait=False)
@@ -303,6 +304,13 @@ def summary_line(status: SLMDeploymentStatus | None) -> str:
         return "Pending"
     weights = ", ".join(f"{r.name}({r.role}) {r.weight}%" for r in status.revisions)
     line = f"[bold]{status.phase.value}[/bold] {weights} — {status.message}"
+    shadow = status.last_shadow
+    if shadow is not None and shadow.revision == status.canary_revision:
+        agreement = f"{shadow.agreement:.0%}" if shadow.agreement is not None else "-"
+        line += (
+            f"\n  shadow: {shadow.pairs} pairs, {agreement} agree, {shadow.canary_errors} canary errors, "
+            f"{shadow.skipped} skipped ({shadow.outcome})"
+        )
     cost = status.last_cost
     if cost is not None and cost.revision == status.canary_revision:
         figures = ", ".join(
@@ -327,5 +335,11 @@ def _load(path: Path) -> SLMDeployment:
     return parse_deployment(documents[0], local=True)
 
 
-def _weights(status: SLMDeploymentStatus | None) -> tuple[tuple[str, int], ...]:
-    return tuple((r.name, r.weight) for r in status.revisions) if status else ()
+_Served = tuple[tuple[tuple[str, int], ...], ShadowConfig | None]
+
+
+def _served(spec: SLMDeploymentSpec | None, status: SLMDeploymentStatus | None) -> _Served:
+    """What the local Serve must run to match `status`: the revisions' weights and the router's shadow
+    copies (a shadow phase starting or ending changes the serve config, not the weights)."""
+    weights = tuple((r.name, r.weight) for r in status.revisions) if status else ()
+    return weights, build_shadow_config(spec, status) if spec is not None else None

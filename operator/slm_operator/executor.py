@@ -15,6 +15,7 @@ from slm_operator.rollout.actions import (
     ClearCommand,
     EmitEvent,
     ObserveMetrics,
+    ObserveShadow,
     RecordQuality,
     RunValidation,
 )
@@ -23,7 +24,7 @@ from slm_operator.rollout.actions import (
 class Shell(Protocol):
     def router_url(self) -> str:
         """Where golden prompts go (pinned to a revision through the router) and where its window of
-        recent requests is read (`GET /slm/samples`)."""
+        recent requests (`GET /slm/samples`) and its shadow counts (`GET /slm/shadow`) are read."""
         ...
 
     def pin_token(self) -> str:
@@ -49,6 +50,9 @@ def carry_out(actions: Sequence[Action], spec: SLMDeploymentSpec, observer: Roll
         elif isinstance(action, ObserveMetrics):
             if not observer.is_running("samples"):
                 observer.observe_live(shell.router_url(), action, pin_token=shell.pin_token())
+        elif isinstance(action, ObserveShadow):
+            if not observer.is_running("shadow"):
+                observer.observe_shadow(shell.router_url(), action, pin_token=shell.pin_token())
         elif isinstance(action, RecordQuality):
             shell.record_quality(action)
         elif isinstance(action, ClearCommand):

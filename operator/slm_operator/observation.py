@@ -56,6 +56,7 @@ def gather_observation(
         routes_settled=routes_settled(deployment, previous, existing, observed, settings, now),
         validation=validation,
         live=live,
+        shadow=observer.latest_shadow(),
         command=str(command) if command is not None else None,
         start_failures=start_failures(observed, revisions),
     )

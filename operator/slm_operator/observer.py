@@ -25,10 +25,17 @@ from typing import Any, TypeVar
 import httpx
 
 from slm_operator.api.models import SLMDeploymentSpec
-from slm_operator.probes import VALIDATION_DEADLINE_S, SamplesSnapshot, fetch_samples, run_validation
-from slm_operator.rollout.actions import ObserveMetrics, RunValidation
+from slm_operator.probes import (
+    VALIDATION_DEADLINE_S,
+    SamplesSnapshot,
+    fetch_samples,
+    fetch_shadow,
+    run_validation,
+)
+from slm_operator.rollout.actions import ObserveMetrics, ObserveShadow, RunValidation
 from slm_operator.rollout.gate import ValidationRun
 from slm_operator.rollout.live import LiveSamples, RevisionSamples
+from slm_operator.rollout.shadow import ShadowWindow
 from slm_operator.serve_details import RevisionReplicas, fetch_serve_details, read_revisions
 
 log = logging.getLogger(__name__)
@@ -85,6 +92,8 @@ class RolloutObserver:
     `httpx.MockTransport` or answer in-process)."""
     validation: ValidationRun | None = None
     live: LiveSamples | None = None
+    shadow: ShadowWindow | None = None
+    """The router's latest shadow counts (cumulative for its phase, so kept across passes)."""
     cursor: tuple[str, str, str, int] | None = None
     """(canary, step start, router instance, sequence number): where the current step's samples begin."""
     token_base: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -104,6 +113,11 @@ class RolloutObserver:
             taken = self.validation, self.live
             self.validation = self.live = None
             return taken
+
+    def latest_shadow(self) -> ShadowWindow | None:
+        """The router's shadow counts last read (not handed over once: each read counts the whole phase)."""
+        with self._guard:
+            return self.shadow
 
     def replicas(self, revisions: Sequence[str]) -> RevisionReplicas | None:
         """The last replica counts read from Serve, if they cover exactly `revisions`."""
@@ -126,7 +140,7 @@ class RolloutObserver:
         with self._guard:
             if self.generation is not None and generation != self.generation:
                 self._cancel_locked()
-                self.validation = self.live = None
+                self.validation = self.live = self.shadow = None
                 self.cursor = None
             self.generation = generation
 
@@ -163,6 +177,11 @@ class RolloutObserver:
         after = known[3] if known is not None else None
         fetch = fetch_samples(router_url, after, pin_token=pin_token, transport=self.transport)
         self._start("samples", action, fetch, lambda snapshot: self._samples_done(action, known, snapshot))
+
+    def observe_shadow(self, router_url: str, action: ObserveShadow, *, pin_token: str) -> None:
+        """The router's shadow counts, read in the background, one read at a time."""
+        fetch = fetch_shadow(router_url, pin_token=pin_token, transport=self.transport)
+        self._start("shadow", action, fetch, self._shadow_done)
 
     def refresh_replicas(self, dashboard_url: str, token: str | None, revisions: Sequence[str]) -> None:
         """Serve's replica counts per revision, read in the background at most every few seconds."""
@@ -239,6 +258,10 @@ class RolloutObserver:
                 canary=step_samples(action.canary) if fresh else empty,
                 stable=step_samples(action.stable) if fresh else empty,
             )
+
+    def _shadow_done(self, window: ShadowWindow | None) -> None:
+        with self._guard:
+            self.shadow = window
 
     def _replicas_done(self, details: dict[str, Any] | httpx.HTTPError, revisions: list[str]) -> None:
         if isinstance(details, httpx.HTTPError):

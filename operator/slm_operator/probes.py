@@ -1,5 +1,5 @@
 """What the rollout shells observe over HTTP: golden prompts pinned to a revision, the router's recent
-requests per revision (for the live comparison and the cost per token).
+requests per revision (for the live comparison and the cost per token), and its shadow pairs.
 
 Both shells (the kopf operator in a cluster, `slm serve` on one machine) use these, so validation
 means the same thing everywhere: streamed OpenAI requests through the router, pinned with the
@@ -19,11 +19,13 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from slm_operator.api.models import GoldenPrompt
+from slm_operator.api.models import GoldenPrompt, ShadowDisagreement
 from slm_operator.rollout.gate import PromptOutcome, ValidationRun
 from slm_operator.rollout.live import RevisionSamples
+from slm_operator.rollout.shadow import ShadowWindow
 from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER
 from slm_serving.samples import SAMPLES_PATH
+from slm_serving.shadow import SHADOW_PATH
 
 PROMPT_TIMEOUT_S = 120.0
 """Longest one golden prompt may take, first byte to last."""
@@ -198,3 +200,50 @@ def parse_samples(body: Any) -> SamplesSnapshot:
         )
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise ValueError(f"unreadable sample window from the router: {error!r}") from error
+
+
+# ---------------------------------------------------------------- the router's shadow pairs
+
+
+async def fetch_shadow(
+    router_url: str, *, pin_token: str, transport: httpx.AsyncBaseTransport | None = None
+) -> ShadowWindow | None:
+    """`GET /slm/shadow` from the router (the operator's pin token only): its counts of the current
+    shadow phase, None outside one; raises httpx.HTTPError or ValueError."""
+    async with (
+        httpx.AsyncClient(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
+        asyncio.timeout(SAMPLES_TIMEOUT_S),
+    ):
+        response = await client.get(SHADOW_PATH, headers={PIN_PROOF_HEADER: pin_token})
+    response.raise_for_status()
+    return parse_shadow(response.json())
+
+
+def parse_shadow(body: Any) -> ShadowWindow | None:
+    """The router's shadow JSON as a `ShadowWindow` (None: no phase); malformed is a ValueError."""
+    try:
+        if body.get("revision") is None:
+            return None
+        return ShadowWindow(
+            revision=str(body["revision"]),
+            epoch=str(body["epoch"]),
+            copies=int(body["copies"]),
+            completed=int(body["completed"]),
+            pairs=int(body["pairs"]),
+            agreed=int(body["agreed"]),
+            canary_errors=int(body["canaryErrors"]),
+            stable_errors=int(body["stableErrors"]),
+            skipped=int(body["skipped"]),
+            latency_ms=tuple((float(stable), float(canary)) for stable, canary in body["latencyMs"]),
+            worst=tuple(
+                ShadowDisagreement(
+                    prompt=str(w["prompt"]),
+                    stable=str(w["stable"]),
+                    canary=str(w["canary"]),
+                    distance=float(w["distance"]),
+                )
+                for w in body["worst"]
+            ),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"unreadable shadow counts from the router: {error!r}") from error

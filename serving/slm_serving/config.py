@@ -86,6 +86,33 @@ class RevisionRoute(_Contract):
     weight: int = Field(ge=0, le=100, description="Share of unpinned traffic, in percent.")
 
 
+class AnswerRules(_Contract):
+    """One golden prompt's expectations, as the router applies them to both answers of a shadow pair
+    (`slm_serving.expectations`)."""
+
+    contains: tuple[str, ...] = ()
+    not_contains: tuple[str, ...] = ()
+    regex: str | None = None
+    json_schema: dict[str, JsonValue] | None = None
+
+
+class ShadowConfig(_Contract):
+    """A revision being shadowed: the router copies a share of user requests to it and compares the
+    answers (`slm_serving.shadow`). The user's answer always comes from the revision chosen for them."""
+
+    revision: str = Field(description="Revision the copies go to (the canary, at weight 0).")
+    app_name: str = Field(description="Serve application serving it.")
+    epoch: str = Field(description="Names this shadow phase: a new value starts the router's counts afresh.")
+    fraction: float = Field(gt=0, le=1, description="Share of user requests copied.")
+    comparison: Literal["exact", "normalized", "expectations"] = Field(description="When two answers agree.")
+    rules: tuple[AnswerRules, ...] = Field(
+        default=(), description="comparison expectations: both answers must pass or fail each rule alike."
+    )
+    max_rps: float = Field(gt=0, description="Most copies started per second (token bucket); beyond: skipped.")
+    max_in_flight: int = Field(ge=1, description="Most copies unanswered at once; beyond: skipped.")
+    timeout_s: float = Field(gt=0, description="Longest a copy (and the wait for the user's answer) may take.")
+
+
 class RouterUserConfig(_Contract):
     """`user_config` of the router application's deployment and of the stable revision's engine
     deployment (whose replicas also route). Changing it reconfigures them in place: no restart."""
@@ -119,6 +146,7 @@ class RouterUserConfig(_Contract):
         description="Longest silence of a client sending its body (then 408) or of a stream between chunks "
         "(then the stream ends with an error event).",
     )
+    shadow: ShadowConfig | None = Field(default=None, description="A revision being shadowed, if any.")
 
 
 class AutoscalingPolicyConfig(_Contract):

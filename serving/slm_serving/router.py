@@ -25,6 +25,10 @@ Kept cheap per request: the body is forwarded as bytes (vLLM parses it once, in 
 pydantic objects, the `/v1/models` answer is precomputed. Weights change through `reconfigure()`
 (a `user_config` change) without restarting the replica.
 
+Shadow traffic (`slm_serving.shadow`): while `RouterUserConfig.shadow` names a revision, a sampled
+share of user requests is also copied to it, in a task the answer never waits for; the pairs are
+compared there and read by the operator at `GET /slm/shadow`.
+
 Retired revisions: a request still waiting for its answer from a revision that a new `user_config`
 removes is cancelled there and sent again through the new routes (a pinned one gets 404): a Serve
 handle to a deleted application would otherwise hold it forever.
@@ -86,6 +90,7 @@ from slm_serving.routing import (
     unknown_revision,
 )
 from slm_serving.samples import SAMPLES_PATH, parse_after
+from slm_serving.shadow import SHADOW_PATH, Shadower, ShadowPair
 
 logger = logging.getLogger("ray.serve")
 
@@ -140,6 +145,7 @@ class Router:
         self._pending = 0
         self._waiting: dict[str, set[asyncio.Future[Any]]] = {}
         self._metrics = RouterMetrics()
+        self._shadow = Shadower()
         self._watcher: asyncio.Task[None] | None = None
         self._configure(config)
 
@@ -162,6 +168,7 @@ class Router:
         self._table = build_route_table(config)
         self._metrics.window.keep(r.revision for r in self._table.routes)
         self._metrics.set_live(r.revision for r in self._table.routes)
+        self._shadow.configure(config.shadow, time.monotonic())
         if self._local_app is not None:
             self._ready[self._local_app] = True
 
@@ -200,6 +207,8 @@ class Router:
                     if route is None:
                         return self._refused(ex, unknown_revision(pin) if pin else NO_REVISION)
                     ex.revision = route.revision
+                    if not operator and ex.shadow is None:
+                        ex.shadow = self._shadow.start(route.revision, endpoint, body, random.random(), self._send_copy)
                     response = await forward(route.revision, route.app_name, body, ex)
                     if response is not None:
                         return response
@@ -237,14 +246,29 @@ class Router:
         return _error_response(error, None)
 
     def _observe(
-        self, ex: _Exchange, revision: str | None, status: int, prompt_tokens: int = 0, completion_tokens: int = 0
+        self,
+        ex: _Exchange,
+        revision: str | None,
+        status: int,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        answer: bytes | list[str] | None = None,
     ) -> None:
-        """A finished request into the metrics: user traffic, or the operator's apart."""
+        """A finished request into the metrics: user traffic, or the operator's apart. A copied request
+        hands its `answer` (body, or the stream's chunks) to its shadow copy."""
         if ex.operator:
             self._metrics.observe_validation(revision, status)
         else:
             latency = time.monotonic() - ex.started
             self._metrics.observe(revision, ex.endpoint, status, latency, prompt_tokens, completion_tokens)
+            if ex.shadow is not None:
+                ex.shadow.resolve(status, answer, latency)
+
+    def _send_copy(self, app: str, endpoint: Endpoint, body: bytes) -> Any:
+        """A shadow copy, non-streaming: the local engine in-process, any other revision by handle."""
+        if self._local is not None and app == self._local_app:
+            return asyncio.ensure_future(self._local.complete(endpoint, body))
+        return self._handle(app).complete.remote(endpoint, body)
 
     def _revision_header(self, ex: _Exchange) -> str | None:
         """The revision to name on the answer: to the operator always, to clients where configured."""
@@ -271,7 +295,7 @@ class Router:
         if head is None or isinstance(head, RequestError):
             return self._unanswered(head, calls, revision, ex)
         status, payload, prompt_tokens, completion_tokens = head
-        self._observe(ex, revision, status, prompt_tokens, completion_tokens)
+        self._observe(ex, revision, status, prompt_tokens, completion_tokens, payload)
         return self._head_response(ex, revision, status, payload or b"")
 
     async def _stream(self, revision: str, app: str, body: bytes, ex: _Exchange) -> Response | None:
@@ -289,7 +313,7 @@ class Router:
             return self._unanswered(head, calls, revision, ex)
         status, payload = head[0], head[1]
         if payload is not None:  # an error (or a whole answer) instead of a stream
-            self._observe(ex, revision, status)
+            self._observe(ex, revision, status, answer=payload)
             return self._head_response(ex, revision, status, payload)
         return StreamingResponse(
             self._relay(revision, ex, calls[0]),
@@ -317,6 +341,7 @@ class Router:
         first = True
         usage: tuple[int, int] = (0, 0)
         status = 200
+        copied: list[str] | None = [] if ex.shadow is not None else None
         try:
             while True:
                 idle_bound = loop.time() + idle_s < ex.deadline
@@ -340,6 +365,8 @@ class Router:
                     if first and not ex.operator:
                         self._metrics.observe_ttft(revision, ex.endpoint, time.monotonic() - ex.started)
                     first = False
+                    if copied is not None:
+                        copied.append(item)
                     yield item
                 else:
                     usage = item
@@ -349,7 +376,7 @@ class Router:
             yield sse_error_event(internal_error(500, ex.request_id))
         finally:
             chunks.cancel()
-            self._observe(ex, revision, status, *usage)
+            self._observe(ex, revision, status, *usage, answer=copied)
 
     async def _first(
         self, revision: str, app: str, call: Callable[[], Awaitable[Any]], ex: _Exchange
@@ -419,6 +446,8 @@ class Router:
     def _non_forwarded(self, method: str, path: str, query: str, *, operator: bool) -> Response:
         if path == SAMPLES_PATH and operator:  # the rollout gate's read of recent requests (numbers only)
             return Response(self._metrics.window.export(parse_after(query)), media_type=_JSON)
+        if path == SHADOW_PATH and operator:  # the shadow phase's pairs (with the worst disagreements' text)
+            return Response(self._shadow.export(), media_type=_JSON)
         if path == "/v1/models":
             if method != "GET":
                 return _error_response(method_not_allowed(method, path), None)
@@ -490,3 +519,5 @@ class _Exchange:
     """Event-loop time by which the answer must be complete."""
     revision: str | None = None
     """The revision chosen (last chosen, if one was retired meanwhile)."""
+    shadow: ShadowPair | None = None
+    """The request's shadow copy, if it was copied: waits for the user's answer."""

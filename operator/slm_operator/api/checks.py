@@ -24,8 +24,8 @@ from typing import Any
 import jsonschema
 
 from slm_operator.api import k8s_rules
-from slm_operator.api.regex import RegexError, compile_regex
 from slm_serving.model_source import TINY_SOURCES
+from slm_serving.regex import RegexError, compile_regex
 from slm_serving.vllm_args import RESERVED_ENGINE_ARGS
 
 MAX_NAME_LENGTH = 47

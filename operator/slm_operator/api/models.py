@@ -315,9 +315,58 @@ class ValidationSpec(ApiModel):
     )
 
 
+class ShadowSpec(ApiModel):
+    """The shadow phase: after the golden prompts pass and before any user traffic, a share of live user
+    requests is copied to the canary and its answers compared with the ones users got (docs/rollout.md)."""
+
+    fraction: float = Field(
+        default=0.2, gt=0, le=1, description="Share of live user requests copied to the canary (0 < f <= 1)."
+    )
+    min_pairs: int = Field(
+        default=50, ge=1, le=100000, description="Compared pairs (both answered) before the phase can pass."
+    )
+    comparison: Literal["exact", "normalized", "expectations"] = Field(
+        default="normalized",
+        description="When two answers agree: exact (the same text), normalized (the same after case folding, "
+        "punctuation and whitespace are ignored) or expectations (both pass or fail each golden prompt's "
+        "expect rules alike).",
+    )
+    min_agreement: float = Field(default=0.9, ge=0, le=1, description="Share of pairs that must agree (0 to 1).")
+    max_latency_ratio: float = Field(
+        default=2.0,
+        ge=1,
+        le=100,
+        description="The median of the pairs' latency ratios (canary / stable, same request, same time) may be "
+        "at most this.",
+    )
+    max_error_rate: float = Field(
+        default=0.02, ge=0, le=1, description="Most failed copies per copy the canary may have (0 to 1)."
+    )
+    max_shadow_rps: float = Field(
+        default=5.0, gt=0, le=10000, description="Most copies started per second; more sampled requests are skipped."
+    )
+    max_in_flight: int = Field(
+        default=4, ge=1, le=1000, description="Most copies unanswered at once; more sampled requests are skipped."
+    )
+    timeout_seconds: int = Field(
+        default=900, ge=10, le=86400, description="Longest the phase may take to reach minPairs."
+    )
+    on_timeout: Literal["Fail", "Proceed"] = Field(
+        default="Fail",
+        description="Too few pairs by timeoutSeconds: Fail (roll back, or hold with autoRollback false) or "
+        "Proceed to the traffic steps on what was seen (a failed check still fails).",
+    )
+
+
 class RolloutSpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
+            (
+                "!has(self.shadow) || self.shadow.comparison != 'expectations' || size(self.validation.prompts) > 0",
+                "comparison expectations applies the golden prompts' expect rules: add prompts to "
+                "spec.rollout.validation",
+                ".shadow.comparison",
+            ),
             (
                 "self.steps.map(s, s.weight).isSorted() && "
                 "self.steps.all(a, self.steps.exists_one(b, b.weight == a.weight))",
@@ -349,6 +398,11 @@ class RolloutSpec(ApiModel):
     )
     validation: ValidationSpec = Field(
         default_factory=ValidationSpec, description="The quality gate and SLO limits a canary must meet."
+    )
+    shadow: ShadowSpec | None = Field(
+        default=None,
+        description="A shadow phase between validation and the first traffic step: live requests copied to the "
+        "canary, answers compared, never returned. Unset: no shadow phase.",
     )
 
 
@@ -533,6 +587,7 @@ class Phase(StrEnum):
     DEPLOYING = "Deploying"
     READY = "Ready"
     VALIDATING = "Validating"
+    SHADOWING = "Shadowing"
     PROGRESSING = "Progressing"
     PAUSED = "Paused"
     DEGRADED = "Degraded"
@@ -657,12 +712,45 @@ class CostComparison(ApiModel):
     revisions: list[RevisionCost] = Field(default_factory=list, description="Canary and stable, with figures.")
 
 
+class ShadowDisagreement(ApiModel):
+    prompt: str = Field(description="What the user asked (truncated).")
+    stable: str = Field(description="The answer the user got (truncated).")
+    canary: str = Field(description="The canary's answer (truncated).")
+    distance: float = Field(description="How different, 0 to 1 (1 - text similarity; expectations: rules split).")
+
+
+class ShadowResult(ApiModel):
+    revision: str = Field(description="Canary revision shadowed.")
+    since: str = Field(description="When the shadow phase began (RFC 3339).")
+    time: str = Field(description="When it was last judged (RFC 3339).")
+    outcome: Literal["Pass", "Fail", "Inconclusive"] = Field(description="Pass, Fail or Inconclusive (wait).")
+    reason: str = Field(default="", description="Why, in words.")
+    comparison: str = Field(description="exact, normalized or expectations.")
+    copies: int = Field(default=0, description="Requests copied to the canary.")
+    pairs: int = Field(default=0, description="Pairs compared (both answered).")
+    agreed: int = Field(default=0, description="Pairs whose answers agree.")
+    agreement: float | None = Field(default=None, description="agreed / pairs.")
+    canary_errors: int = Field(default=0, description="Copies the canary failed.")
+    stable_errors: int = Field(default=0, description="Copies whose user answer failed (not compared).")
+    error_rate: float | None = Field(default=None, description="canaryErrors per finished copy.")
+    skipped: int = Field(default=0, description="Sampled requests not copied (over maxShadowRps or maxInFlight).")
+    latency_ratio: float | None = Field(default=None, description="Median of canary / stable latency over the pairs.")
+    stable_median_ms: float | None = Field(default=None, description="Median latency of the user answers compared.")
+    canary_median_ms: float | None = Field(default=None, description="Median latency of the canary's answers.")
+    worst: list[ShadowDisagreement] = Field(
+        default_factory=list, description="The most different answers (at most 5, truncated to 200 characters)."
+    )
+
+
 class RolloutStatus(ApiModel):
     step: int = Field(default=-1, description="Index of the current traffic step; -1 before any traffic.")
     step_started_at: str | None = Field(default=None, description="When the current step began (RFC 3339).")
     started_at: str | None = Field(default=None, description="When the rollout began.")
     paused: bool = Field(default=False, description="Held by the pause command.")
     last_command: str | None = Field(default=None, description="Last manual command acted upon.")
+    shadow_started_at: str | None = Field(
+        default=None, description="When the shadow phase began (RFC 3339); unset outside it."
+    )
 
 
 class WorkerPodSettings(ApiModel):
@@ -726,6 +814,9 @@ class SLMDeploymentStatus(ApiModel):
     last_validation: ValidationResult | None = Field(default=None, description="Most recent validation gate.")
     last_live: LiveComparison | None = Field(
         default=None, description="Most recent live comparison of canary and stable at a traffic step."
+    )
+    last_shadow: ShadowResult | None = Field(
+        default=None, description="Most recent shadow phase: pairs, agreement, latency, errors, worst disagreements."
     )
     last_cost: CostComparison | None = Field(
         default=None, description="Cost per million output tokens of canary and stable at the latest traffic step."

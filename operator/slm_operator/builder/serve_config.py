@@ -29,6 +29,7 @@ from slm_serving.config import (
     ROUTER_IMPORT_PATH,
     ROUTER_ROUTE_PREFIX,
     AdapterConfig,
+    AnswerRules,
     EngineConfig,
     HTTPOptions,
     ModelAppArgs,
@@ -38,6 +39,7 @@ from slm_serving.config import (
     ServeAutoscalingConfig,
     ServeConfigV2,
     ServeDeploymentConfig,
+    ShadowConfig,
     default_max_request_bytes,
     revision_app_name,
 )
@@ -94,10 +96,14 @@ def build_engine_deployment(
 
 
 def build_router_config(
-    spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus], pin_digest: str | None = None
+    spec: SLMDeploymentSpec,
+    revisions: Sequence[RevisionStatus],
+    pin_digest: str | None = None,
+    shadow: ShadowConfig | None = None,
 ) -> RouterUserConfig:
     """The routes, accepted model names (base model and every live revision's adapters), the limits of
-    `spec.router` (the body cap sized for the longest live context) and the operator's pin digest."""
+    `spec.router` (the body cap sized for the longest live context), the operator's pin digest and the
+    revision being shadowed, if any."""
     router = spec.router
     return RouterUserConfig(
         served_model_name=spec.model.served_model_name,
@@ -110,6 +116,38 @@ def build_router_config(
         max_request_bytes=router.max_request_bytes or default_max_request_bytes(_longest_context(revisions)),
         request_timeout_s=router.request_timeout_seconds,
         idle_timeout_s=router.idle_timeout_seconds,
+        shadow=shadow,
+    )
+
+
+def build_shadow_config(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> ShadowConfig | None:
+    """The router's shadow copies while the rollout is in its shadow phase (`status.rollout.shadowStartedAt`,
+    which is also the phase's epoch): to the canary, with `spec.rollout.shadow`'s bounds and comparison;
+    `expectations` applies every golden prompt's expect rules. None outside the phase."""
+    shadow = spec.rollout.shadow
+    rollout = status.rollout if status is not None else None
+    canary = status.canary_revision if status is not None else None
+    if shadow is None or rollout is None or rollout.shadow_started_at is None or canary is None:
+        return None
+    rules = tuple(
+        AnswerRules(
+            contains=tuple(p.expect.contains),
+            not_contains=tuple(p.expect.not_contains),
+            regex=p.expect.regex,
+            json_schema=p.expect.json_schema,
+        )
+        for p in spec.rollout.validation.prompts
+    )
+    return ShadowConfig(
+        revision=canary,
+        app_name=revision_app_name(canary),
+        epoch=rollout.shadow_started_at,
+        fraction=shadow.fraction,
+        comparison=shadow.comparison,
+        rules=rules if shadow.comparison == "expectations" else (),
+        max_rps=shadow.max_shadow_rps,
+        max_in_flight=shadow.max_in_flight,
+        timeout_s=float(spec.router.request_timeout_seconds),
     )
 
 
@@ -171,7 +209,7 @@ def build_serve_config(
     revisions = live_revisions(spec, status)
     bounds = revision_bounds(spec, status)
     direct = direct_revision(spec, status)
-    router = build_router_config(spec, revisions, pin_digest)
+    router = build_router_config(spec, revisions, pin_digest, build_shadow_config(spec, status))
     return ServeConfigV2(
         http_options=HTTPOptions(port=port),
         applications=(

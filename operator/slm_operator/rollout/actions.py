@@ -36,6 +36,15 @@ class ObserveMetrics:
 
 
 @dataclass(frozen=True)
+class ObserveShadow:
+    """Read the router's shadow counts of `canary` for the phase `epoch` (its start, RFC 3339) for
+    `Observation.shadow`."""
+
+    canary: str
+    epoch: str
+
+
+@dataclass(frozen=True)
 class EmitEvent:
     type: Literal["Normal", "Warning"]
     reason: str
@@ -56,4 +65,4 @@ class ClearCommand:
     """Remove the `slm.dev/rollout-command` annotation: it was acted upon or ignored."""
 
 
-Action = ApplyRevisions | RunValidation | ObserveMetrics | EmitEvent | RecordQuality | ClearCommand
+Action = ApplyRevisions | RunValidation | ObserveMetrics | ObserveShadow | EmitEvent | RecordQuality | ClearCommand

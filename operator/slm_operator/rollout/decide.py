@@ -7,7 +7,9 @@ canary, and revisions being drained (neither stable nor canary: weight 0, remove
 runs without them, since calls to a deleted Serve application fail).
 
 A rollout: the canary is added at weight 0 → once running, the golden prompts are sent to it and to
-the stable (RunValidation) → the gate (`gate.evaluate_validation`) passes → the spec's traffic steps,
+the stable (RunValidation) → the gate (`gate.evaluate_validation`) passes → with `spec.rollout.shadow`,
+the shadow phase: live requests copied to the canary, still at 0 %, and its answers compared
+(ObserveShadow, `shadow.judge_shadow`) → the spec's traffic steps,
 each held `pauseSeconds` and judged on the router's recent requests (`live.compare_live`) → promote. A failure rolls
 back (or, with autoRollback false, holds traffic at the stable and waits for a command). A rolled-back
 revision is not retried until the spec's generation changes.
@@ -26,12 +28,20 @@ from slm_operator.api.models import (
     SLMDeploymentSpec,
     SLMDeploymentStatus,
 )
-from slm_operator.rollout.actions import ClearCommand, EmitEvent, ObserveMetrics, RecordQuality, RunValidation
+from slm_operator.rollout.actions import (
+    ClearCommand,
+    EmitEvent,
+    ObserveMetrics,
+    ObserveShadow,
+    RecordQuality,
+    RunValidation,
+)
 from slm_operator.rollout.commands import RolloutCommand
 from slm_operator.rollout.conditions import is_true, parse_time
 from slm_operator.rollout.cost import StepCost, build_cost_comparison
 from slm_operator.rollout.gate import evaluate_validation
 from slm_operator.rollout.live import LiveSamples, LiveVerdict, compare_live
+from slm_operator.rollout.shadow import ShadowWindow, judge_shadow
 from slm_operator.rollout.working import Decision, Observation, Reason, RolloutSettings, Working
 
 __all__ = ["Decision", "Observation", "Reason", "RolloutSettings", "decide"]
@@ -261,7 +271,9 @@ class _Decider(Working):
                 self.message = f"waiting for canary {st.canary_revision} to run"
             return
         # During traffic steps a canary that stops running shows in its live error rate.
-        if rollout.step < 0:
+        if rollout.step < 0 and rollout.shadow_started_at is not None:
+            self._shadow(rollout)
+        elif rollout.step < 0:
             self._validate(rollout)
         elif rollout.step >= len(self.spec.rollout.steps):
             self._promote("all traffic steps passed")  # steps were shortened mid-rollout
@@ -290,10 +302,71 @@ class _Decider(Working):
             self._fail(f"validation failed: {result.reason}")
         elif rollout.paused:
             self.message = f"canary {canary} validated; rollout paused"
-        elif not self.spec.rollout.steps:
-            self._promote("validation passed; no traffic steps")
+        elif self.spec.rollout.shadow is not None:
+            self._enter_shadow(rollout)
+        else:
+            self._after_checks(rollout, "validation passed")
+
+    def _after_checks(self, rollout: RolloutStatus, why: str) -> None:
+        """The checks at 0 % passed: on to the first traffic step, or promote without steps."""
+        if not self.spec.rollout.steps:
+            self._promote(f"{why}; no traffic steps")
         else:
             self._enter_step(rollout, 0)
+
+    def _enter_shadow(self, rollout: RolloutStatus) -> None:
+        """Start copying live requests to the canary (the router's config names it from now on)."""
+        shadow = self.spec.rollout.shadow
+        assert shadow is not None
+        rollout.shadow_started_at = self.now
+        message = (
+            f"shadowing canary {self.status.canary_revision}: {shadow.fraction:.0%} of live requests copied, "
+            f"{shadow.min_pairs} pairs wanted"
+        )
+        self._condition(ConditionType.PROGRESSING, "True", Reason.SHADOW_STARTED, message)
+        self._event("Normal", Reason.SHADOW_STARTED, message)
+        self.message = message
+        self.actions.append(ObserveShadow(self.status.canary_revision or "", self.now))
+
+    def _shadow(self, rollout: RolloutStatus) -> None:
+        """Judge the router's pairs: fail, wait, or go on (the router stops copying once the phase ends)."""
+        st = self.status
+        spec = self.spec.rollout.shadow
+        canary, since = st.canary_revision, rollout.shadow_started_at
+        assert canary is not None and since is not None
+        if spec is None:  # shadow removed from the spec mid-phase
+            rollout.shadow_started_at = None
+            self._after_checks(rollout, "shadow phase removed from the spec")
+            return
+        elapsed = (self.now_dt - parse_time(since)).total_seconds()
+        window = self.observed.shadow
+        fresh = window is not None and (window.revision, window.epoch) == (canary, since)
+        if not fresh and (rollout.paused or elapsed < spec.timeout_seconds):
+            self.actions.append(ObserveShadow(canary, since))
+            self.message = f"shadowing canary {canary}: waiting for the router's pairs"
+            return
+        verdict = judge_shadow(
+            spec,
+            window if fresh and window is not None else ShadowWindow(canary, since),
+            since=since,
+            now=self.now,
+            elapsed_s=0.0 if rollout.paused else elapsed,
+        )
+        st.last_shadow = verdict.result
+        if verdict.failure is not None:
+            reason = Reason(verdict.failure)
+            self._condition(ConditionType.CANARY_VALIDATED, "False", reason, verdict.result.reason)
+            self._event("Warning", reason, f"canary {canary} failed its shadow phase: {verdict.result.reason}")
+            self._fail(f"shadow phase: {verdict.result.reason}")
+        elif verdict.advance and not rollout.paused:
+            rollout.shadow_started_at = None
+            if verdict.result.outcome == "Pass":
+                self._event("Normal", Reason.SHADOW_PASSED, f"canary {canary} passed its shadow phase")
+            self._after_checks(rollout, f"shadow phase: {verdict.result.reason}")
+        else:
+            self.actions.append(ObserveShadow(canary, since))
+            paused = "; rollout paused" if rollout.paused else ""
+            self.message = f"shadowing canary {canary}: {verdict.result.reason}{paused}"
 
     def _enter_step(self, rollout: RolloutStatus, index: int) -> None:
         weight = self.spec.rollout.steps[index].weight
@@ -384,6 +457,7 @@ class _Decider(Working):
         assert st.rollout is not None
         self._set_canary_weight(0)
         st.rollout.paused, st.rollout.step, st.rollout.step_started_at = True, -1, None
+        st.rollout.shadow_started_at = None
         self._condition(ConditionType.DEGRADED, "True", Reason.CANARY_FAILED, why)
         self._condition(ConditionType.PROGRESSING, "False", Reason.CANARY_FAILED, why)
         self._event("Warning", Reason.CANARY_FAILED, f"canary {st.canary_revision} held at 0%: {why}")

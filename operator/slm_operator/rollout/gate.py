@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slm_operator.api.models import Expectation, PromptResult, ValidationResult, ValidationSpec
-from slm_operator.rollout.expectations import check_answer
+from slm_serving.expectations import check_answer
 
 ANSWER_LIMIT = 200
 """Characters of an answer kept in status (status objects must stay small)."""

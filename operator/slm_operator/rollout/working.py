@@ -17,12 +17,14 @@ from slm_operator.api.models import (
     SLMDeploymentStatus,
 )
 from slm_operator.api.revision import compute_revision, revision_template
+from slm_operator.rollout import shadow
 from slm_operator.rollout.actions import Action, ApplyRevisions, ClearCommand, EmitEvent
 from slm_operator.rollout.commands import InvalidCommandError, RolloutCommand, parse_rollout_command
 from slm_operator.rollout.conditions import ConditionStatus, find_condition, format_time, is_true, set_condition
 from slm_operator.rollout.cost import Prices
 from slm_operator.rollout.gate import ValidationRun
 from slm_operator.rollout.live import LiveLimits, LiveSamples
+from slm_operator.rollout.shadow import ShadowWindow
 from slm_operator.rollout.start_failure import StartFailure
 
 
@@ -36,6 +38,13 @@ class Reason(StrEnum):
     VALIDATING = "Validating"
     VALIDATION_PASSED = "ValidationPassed"
     VALIDATION_FAILED = "ValidationFailed"
+    SHADOW_STARTED = "ShadowStarted"
+    SHADOW_PASSED = "ShadowPassed"
+    SHADOW_DISAGREEMENT = shadow.SHADOW_DISAGREEMENT
+    """The canary's answers to copied live requests disagree with the users' (`rollout.shadow`)."""
+    SHADOW_ERRORS = shadow.SHADOW_ERRORS
+    SHADOW_LATENCY = shadow.SHADOW_LATENCY
+    SHADOW_TIMEOUT = shadow.SHADOW_TIMEOUT
     STEP_STARTED = "TrafficStepStarted"
     PAUSED = "Paused"
     RESUMED = "Resumed"
@@ -99,6 +108,8 @@ class Observation:
     """Outcome of a RunValidation asked for earlier; hand each run over once."""
     live: LiveSamples | None = None
     """The router's recent requests of canary and stable, asked for by ObserveMetrics."""
+    shadow: ShadowWindow | None = None
+    """The router's latest shadow counts, asked for by ObserveShadow (cumulative: may be handed again)."""
     command: str | None = None
     """Value of the `slm.dev/rollout-command` annotation."""
     start_failures: Mapping[str, StartFailure] = field(default_factory=dict)
@@ -215,7 +226,9 @@ class Working:
                 return Phase.DEGRADED
             if st.rollout.paused:
                 return Phase.PAUSED
-            return Phase.VALIDATING if st.rollout.step < 0 else Phase.PROGRESSING
+            if st.rollout.step >= 0:
+                return Phase.PROGRESSING
+            return Phase.SHADOWING if st.rollout.shadow_started_at is not None else Phase.VALIDATING
         if not stable_running and is_true(st.conditions, ConditionType.DEGRADED, Reason.START_FAILED):
             return Phase.FAILED
         if not stable_running:

@@ -18,9 +18,9 @@ import kubernetes
 import pytest
 
 from slm_operator.api.models import Expectation
-from slm_operator.rollout.expectations import check_answer
 from slm_operator.runner import operator_in_thread
 from slm_operator.settings import OperatorSettings
+from slm_serving.expectations import check_answer
 from tests.harness.cluster import SLMD, rays, tiny, wait_for
 
 HOSTILE = "([a-z]+)+$"

@@ -108,3 +108,61 @@ def _uneconomic(spec: dict[str, Any]) -> None:
     spec["model"]["engineArgs"].pop("max_num_seqs")
     spec["resources"]["cpu"] = "2"
     spec["rollout"]["validation"]["maxCostRatio"] = 1.5
+
+
+def test_shadow_phase_passes_a_good_canary_and_rolls_back_a_bad_one_unseen(tmp_path: Path) -> None:
+    """One Ray: with no golden prompts (validation passes without checks) only the shadow phase stands
+    between a canary and users. Live user requests are copied to the canary at 0 % and the answers
+    compared (normalized text). The good canary (same weights, new engine settings) agrees and goes on
+    to its traffic step; tiny://bad answers differently, fails the phase and is rolled back, and not
+    one user request was answered by it (the client sees `x-slm-revision` on every answer)."""
+    document = yaml.safe_load(EXAMPLE.read_text())
+    rollout = document["spec"]["rollout"]
+    rollout["steps"] = [{"weight": 100, "pauseSeconds": 0}]
+    rollout["validation"]["prompts"] = []
+    rollout["shadow"] = {
+        "fraction": 1.0,
+        "minPairs": 10,
+        "comparison": "normalized",
+        "minAgreement": 0.8,
+        "maxLatencyRatio": 10.0,  # CPU replicas on a shared machine: latency is not what this test is about
+        "maxErrorRate": 0.2,
+        "maxShadowRps": 20,
+        "maxInFlight": 4,
+        "timeoutSeconds": 300,
+    }
+    example = tmp_path / "tiny.yaml"
+    example.write_text(yaml.safe_dump(document, sort_keys=False))
+    stats = TrafficStats()
+    with serving(example, Console(quiet=True), RolloutSettings(min_step_requests=10)) as (rollout_, path):
+        assert rollout_.status is not None
+        mark = len(rollout_.events)
+        with background(generate_load, rollout_.local.url, "tiny", stats):
+            good, _ = roll_out(rollout_, path, lambda spec: spec["model"]["engineArgs"].update(max_num_seqs=32))
+            assert rollout_.status is not None
+            good_shadow = rollout_.status.last_shadow
+            bad_mark = len(rollout_.events)
+            bad, _ = roll_out(rollout_, path, lambda spec: spec["model"].update(source="tiny://bad"))
+        assert rollout_.status is not None
+        final = rollout_.status
+
+    events = rollout_.events[mark:]
+    print(*(f"{e.reason}: {e.message}" for e in events), sep="\n")  # whole, in the failure report
+    assert good is not None and good.reason == "Promoted", [e.reason for e in events]
+    assert good_shadow is not None and good_shadow.outcome == "Pass", good_shadow
+    assert good_shadow.pairs >= 10 and good_shadow.agreement is not None and good_shadow.agreement >= 0.8
+    reasons = [e.reason for e in events]
+    assert reasons.index("ShadowStarted") < reasons.index("ShadowPassed") < reasons.index("Promoted")
+
+    assert bad is not None and bad.reason == "RolledBack", [e.reason for e in rollout_.events[bad_mark:]]
+    assert "shadow phase" in bad.message and "agreement" in bad.message, bad.message
+    bad_revision = next(e.message.split()[3] for e in rollout_.events[bad_mark:] if e.reason == "RolloutStarted")
+    shadow = final.last_shadow
+    assert shadow is not None and (shadow.revision, shadow.outcome) == (bad_revision, "Fail"), shadow
+    assert shadow.pairs > 0 and shadow.worst, shadow
+    assert all(w.prompt.startswith("What is the capital of") and w.stable != w.canary for w in shadow.worst)
+    assert "TrafficStepStarted" not in [e.reason for e in rollout_.events[bad_mark:]]
+    # No user request was answered by the bad revision; none failed.
+    assert bad_revision not in stats.by_revision, stats.by_revision
+    assert stats.ok > 0 and stats.failed == 0, stats.failures[:5]
+    assert final.canary_revision is None and len(final.revisions) == 1

@@ -14,7 +14,7 @@ from slm_operator.api.checks import MAX_NAME_LENGTH, source_problem
 from slm_operator.api.models import SLMDeployment
 from slm_operator.api.validation import parse_deployment, validate_object
 from slm_operator.cli import app
-from slm_operator.rollout.expectations import check_answer
+from slm_serving.expectations import check_answer
 from tests.fixtures.malformed import BASE, TABLE, Malformed
 
 runner = CliRunner()

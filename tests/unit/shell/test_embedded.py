@@ -8,7 +8,7 @@ import signal
 import pytest
 import yaml
 
-from slm_operator.api.models import CostComparison, SLMDeploymentStatus
+from slm_operator.api.models import CostComparison, ShadowResult, SLMDeploymentStatus
 from slm_operator.api.validation import parse_deployment
 from slm_operator.embedded import StopSignals, fit_to_machine, start_gave_up, summary_line
 from slm_operator.rollout.decide import Observation, decide
@@ -84,3 +84,22 @@ def test_slm_serve_gives_up_only_when_serve_gave_up_on_the_first_revision() -> N
     failed = decide(tiny_spec("a"), first.status, gave_up, generation=1, now=at(2), settings=SETTINGS)
     reason = start_gave_up(failed.status)
     assert reason is not None and "ValueError: no model" in reason and "gave up" in reason
+
+
+def test_the_summary_shows_the_shadow_phase_while_its_canary_is_live() -> None:
+    shadow = ShadowResult(
+        revision="bbb",
+        since="2026-11-01T12:00:00Z",
+        time="2026-11-01T12:01:00Z",
+        outcome="Inconclusive",
+        comparison="normalized",
+        pairs=12,
+        agreed=9,
+        agreement=0.75,
+        skipped=3,
+    )
+    status = SLMDeploymentStatus(stable_revision="aaa", canary_revision="bbb", last_shadow=shadow, message="m")
+    assert summary_line(status).splitlines()[1] == (
+        "  shadow: 12 pairs, 75% agree, 0 canary errors, 3 skipped (Inconclusive)"
+    )
+    assert len(summary_line(status.model_copy(update={"canary_revision": None})).splitlines()) == 1

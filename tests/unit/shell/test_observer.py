@@ -15,8 +15,8 @@ import pytest
 
 from slm_operator.api.models import SLMDeploymentSpec
 from slm_operator.observer import ProbeLoop, RolloutObserver
-from slm_operator.rollout.actions import RunValidation
-from slm_serving.config import REVISION_HEADER
+from slm_operator.rollout.actions import ObserveShadow, RunValidation
+from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER
 from tests.harness.cluster import tiny
 
 SSE = {"content-type": "text/event-stream"}
@@ -107,3 +107,29 @@ def test_cancel_stops_everything(loop: ProbeLoop) -> None:
 
 async def _set(event: asyncio.Event) -> None:
     event.set()
+
+
+def test_shadow_counts_are_read_in_the_background_and_kept_until_a_new_generation(loop: ProbeLoop) -> None:
+    """`GET /slm/shadow` with the pin token; the latest counts stay readable pass after pass (they are
+    cumulative for the phase) and go with the generation."""
+    body = {
+        "instance": "i", "revision": "bbb", "epoch": "2026-11-01T12:00:20Z", "comparison": "exact",
+        "copies": 3, "completed": 3, "pairs": 3, "agreed": 2, "canaryErrors": 0, "stableErrors": 0,
+        "skipped": 1, "abandoned": 0, "inFlight": 0, "latencyMs": [[10.0, 12.0]] * 3, "worst": [],
+    }  # fmt: skip
+    seen: list[httpx.Request] = []
+
+    def router(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=body)
+
+    observer = RolloutObserver(loop, transport=httpx.MockTransport(router))
+    observer.sync(2)
+    observer.observe_shadow("http://router", ObserveShadow("bbb", body["epoch"]), pin_token="t")
+    _wait(lambda: observer.latest_shadow() is not None)
+    window = observer.latest_shadow()
+    assert window is not None and (window.revision, window.pairs, window.agreed, window.skipped) == ("bbb", 3, 2, 1)
+    assert seen[0].url.path == "/slm/shadow" and seen[0].headers[PIN_PROOF_HEADER] == "t"
+    assert observer.latest_shadow() == window  # not handed over once
+    observer.sync(3)
+    assert observer.latest_shadow() is None

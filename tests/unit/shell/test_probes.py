@@ -17,12 +17,14 @@ from slm_operator.probes import (
     StreamError,
     chunk_text,
     parse_samples,
+    parse_shadow,
     run_validation,
 )
 from slm_operator.rollout.actions import ObserveMetrics
 from slm_operator.rollout.live import LiveSamples, RevisionSamples
-from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER
+from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER, ShadowConfig
 from slm_serving.samples import SampleWindow, parse_after
+from slm_serving.shadow import Answer, ShadowRecorder
 
 SSE = {"content-type": "text/event-stream"}
 
@@ -243,3 +245,30 @@ def test_an_answer_from_another_revision_fails_the_prompt() -> None:
         )
     )
     assert run.outcomes[0].error is not None and "not honoured" in run.outcomes[0].error
+
+
+def test_shadow_counts_read_back_as_the_router_exports_them() -> None:
+    """The contract of `GET /slm/shadow`: the router's `ShadowRecorder.export` parses into the
+    `ShadowWindow` the state machine judges; outside a phase there is none."""
+    config = ShadowConfig(
+        revision="b",
+        app_name="rev-b",
+        epoch="2026-12-03T10:00:00Z",
+        fraction=1.0,
+        comparison="exact",
+        max_rps=10,
+        max_in_flight=2,
+        timeout_s=5,
+    )
+    recorder = ShadowRecorder.start(config, now=0.0)
+    for canary in (" Paris", " Madrid"):
+        assert recorder.admit(0.0, now=0.0)
+        recorder.record("Capital of France?", Answer(200, " Paris", 0.1), Answer(200, canary, 0.3))
+    window = parse_shadow(json.loads(json.dumps(recorder.export())))
+    assert window is not None
+    assert (window.revision, window.epoch, window.pairs, window.agreed, window.copies) == ("b", config.epoch, 2, 1, 2)
+    assert window.latency_ms == ((100.0, 300.0), (100.0, 300.0))
+    assert [(w.prompt, w.stable, w.canary) for w in window.worst] == [("Capital of France?", " Paris", " Madrid")]
+    assert parse_shadow({"revision": None}) is None
+    with pytest.raises(ValueError, match="unreadable shadow"):
+        parse_shadow({"revision": "b"})

@@ -1,5 +1,6 @@
 """User regular expressions (golden prompts' `expect.regex`) under RE2: linear time, no catastrophic
-backtracking, so a hostile pattern such as `([a-z]+)+$` cannot stall the operator or `slm serve`.
+backtracking, so a hostile pattern such as `([a-z]+)+$` cannot stall the operator, `slm serve` or the
+router (which applies them to live answers in a shadow phase).
 
 RE2 (google-re2) has no backreferences or lookaround; a pattern it cannot compile is rejected when the
 SLMDeployment is validated (`slm_operator.api.checks`).

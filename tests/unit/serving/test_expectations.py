@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from slm_operator.api.models import Expectation
-from slm_operator.rollout.expectations import check_answer
+from slm_serving.expectations import check_answer
 
 PERSON = {
     "type": "object",

@@ -1,15 +1,32 @@
-"""Does one answer meet a golden prompt's `Expectation`? Pure; regexes run under RE2 (linear time)."""
+"""Does one answer meet a golden prompt's expectations? Pure; regexes run under RE2 (linear time).
+
+Shared by the operator's validation gate (`slm_operator.rollout.gate`, with the spec's `Expectation`)
+and the router's shadow comparison (`slm_serving.shadow`, with `config.AnswerRules`): anything with the
+four fields below will do."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import jsonschema
 
-from slm_operator.api.models import Expectation
-from slm_operator.api.regex import RegexError, regex_search
+from slm_serving.regex import RegexError, regex_search
+
+
+class Expectations(Protocol):
+    """What a correct answer looks like (the spec's `expect`)."""
+
+    @property
+    def contains(self) -> Sequence[str]: ...
+    @property
+    def not_contains(self) -> Sequence[str]: ...
+    @property
+    def regex(self) -> str | None: ...
+    @property
+    def json_schema(self) -> Mapping[str, object] | None: ...
 
 
 @dataclass(frozen=True)
@@ -19,7 +36,7 @@ class Check:
     """Which expectation failed, in words; empty when passed."""
 
 
-def check_answer(answer: str, expect: Expectation) -> Check:
+def check_answer(answer: str, expect: Expectations) -> Check:
     """Checks every expectation in order (contains, notContains, regex, jsonSchema); the first failure
     is the reason. An expectation that cannot be evaluated (a bad regex or schema) fails, naming why."""
     for needle in expect.contains:
