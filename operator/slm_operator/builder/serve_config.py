@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.builder.revisions import ReplicaBounds, live_revisions, revision_bounds, serving_revision
 from slm_operator.constants import SERVE_PORT
+from slm_operator.rollout.adapters import adapter_version
 from slm_serving.config import (
     API_ROUTE_PREFIX,
     ENGINE_DEPLOYMENT_NAME,
@@ -28,7 +29,8 @@ from slm_serving.config import (
     ROUTER_DEPLOYMENT_NAME,
     ROUTER_IMPORT_PATH,
     ROUTER_ROUTE_PREFIX,
-    AdapterConfig,
+    AdapterRoute,
+    AdapterVersionRoute,
     EngineConfig,
     HTTPOptions,
     ModelAppArgs,
@@ -58,7 +60,7 @@ def build_engine_config(template: RevisionTemplate) -> EngineConfig:
         max_model_len=model.max_model_len,
         tensor_parallel_size=max(1, template.gpus_per_replica),
         engine_args=dict(model.engine_args),
-        adapters=tuple(AdapterConfig(name=a.name, source=a.source) for a in template.adapters),
+        max_loras=len(template.adapters),
     )
 
 
@@ -94,14 +96,24 @@ def build_engine_deployment(
 
 
 def build_router_config(
-    spec: SLMDeploymentSpec, revisions: Sequence[RevisionStatus], pin_digest: str | None = None
+    spec: SLMDeploymentSpec,
+    revisions: Sequence[RevisionStatus],
+    pin_digest: str | None = None,
+    adapter_revision: str | None = None,
 ) -> RouterUserConfig:
     """The routes, accepted model names (base model and every live revision's adapters), the limits of
     `spec.router` (the body cap sized for the longest live context) and the operator's pin digest."""
     router = spec.router
     return RouterUserConfig(
         served_model_name=spec.model.served_model_name,
-        adapter_names=tuple(sorted({a.name for r in revisions for a in r.template.adapters})),
+        adapters=tuple(
+            AdapterRoute(
+                name=a.name,
+                versions=(AdapterVersionRoute(version=adapter_version(a.source), source=a.source, weight=100),),
+            )
+            for a in sorted({a.name: a for r in revisions for a in r.template.adapters}.values(), key=lambda a: a.name)
+        ),
+        adapter_revision=adapter_revision,
         routes=tuple(
             RevisionRoute(revision=r.name, app_name=revision_app_name(r.name), weight=r.weight) for r in revisions
         ),
@@ -171,7 +183,7 @@ def build_serve_config(
     revisions = live_revisions(spec, status)
     bounds = revision_bounds(spec, status)
     direct = direct_revision(spec, status)
-    router = build_router_config(spec, revisions, pin_digest)
+    router = build_router_config(spec, revisions, pin_digest, serving_revision(revisions, status))
     return ServeConfigV2(
         http_options=HTTPOptions(port=port),
         applications=(

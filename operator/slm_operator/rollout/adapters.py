@@ -41,6 +41,7 @@ from slm_operator.api.models import (
 from slm_operator.rollout.actions import EmitEvent
 from slm_operator.rollout.conditions import format_time, parse_time
 from slm_operator.rollout.gate import ValidationRun, evaluate_validation
+from slm_serving.config import adapter_engine_name
 
 ADAPTER_VERSION_LENGTH = 8
 SUPPORTED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -54,9 +55,8 @@ def adapter_version(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:ADAPTER_VERSION_LENGTH]
 
 
-def engine_adapter_name(name: str, version: str) -> str:
-    """The name vLLM knows one version of an adapter by (two versions may be loaded at once)."""
-    return f"{name}@{version}"
+engine_adapter_name = adapter_engine_name
+"""The name vLLM knows one version of an adapter by (two versions may be loaded at once)."""
 
 
 # ---------------------------------------------------------------- spec and status
