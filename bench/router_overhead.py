@@ -227,16 +227,16 @@ def main() -> None:
     with bare_vllm() as url:
         bare_before = measure(url, args)
     print("bare vLLM:", json.dumps(bare_before), flush=True)
-    with LocalServe() as local:
+    with LocalServe(ingress="proxy") as local:
         local.apply(serve_config())
         routed["serve-proxy"] = measure(local.url, args)
         local.apply(rollout_path_config())
         time.sleep(5)  # the proxy picks up the withdrawn route
         routed["serve-proxy-rollout-path"] = measure(local.url, args)
-    with LocalServe(serve_env=THROUGHPUT_OPTIMIZED) as local:
+    with LocalServe(ingress="proxy", serve_env=THROUGHPUT_OPTIMIZED) as local:
         local.apply(serve_config())
         routed["throughput-optimized-direct-ingress"] = measure(direct_ingress_url(local), args)
-    with LocalServe(serve_env=THROUGHPUT_OPTIMIZED | {"RAY_SERVE_ENABLE_HA_PROXY": "1"}) as local:
+    with LocalServe(ingress="haproxy") as local:
         local.apply(serve_config())
         routed["throughput-optimized-haproxy"] = measure(local.url, args)
     with bare_vllm() as url:  # again at the end: shared machines drift, the reference is the mean of both

@@ -9,13 +9,20 @@ Local runs differ from a cluster in one way, made by the pure `build_local_confi
 engine gets its own CPU core for vLLM's threads (`VLLM_CPU_OMP_THREADS_BIND`) and a small KV cache,
 so two engines on a 2-core machine do not fight over one core. A revision that may run several
 replicas is left unbound instead (its replicas would share the one core while another idles).
+
+Serve's HTTP front end is chosen when Ray starts (`ingress`, `slm_serving.serve_env`): HAProxy by
+default, as in the RayService pods. Ray 2.60 keeps HAProxy's config, sockets and state under fixed
+paths in /tmp and its stats and metrics on fixed ports; each `LocalServe` gets its own directory and
+free ports instead, so it never meets another Ray instance's HAProxy.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -27,6 +34,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, JsonValue
 
 from slm_serving.config import ROUTER_APP_NAME, HTTPOptions, ServeApplicationConfig, ServeConfigV2
+from slm_serving.serve_env import DEFAULT_INGRESS, Ingress, ingress_env, uses_haproxy
 
 DEFAULT_NUM_CPUS = 4
 """Logical CPUs the local Ray advertises: the router (0 CPUs) plus engines at 1 CPU each fit on 2 cores."""
@@ -96,6 +104,19 @@ def parse_app_states(details: Mapping[str, Any]) -> list[AppState]:
     return states
 
 
+def build_haproxy_env(workdir: str, *, stats_port: int, metrics_port: int) -> dict[str, str]:
+    """Where one Ray instance's HAProxy keeps its files (`workdir`) and serves its stats and metrics."""
+    return {
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": os.path.join(workdir, "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": os.path.join(workdir, "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": workdir,
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": os.path.join(workdir, "server-state"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": os.path.join(workdir, "metrics.sock"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -122,12 +143,20 @@ class LocalServe:
     """A private Ray + Serve: `with LocalServe() as local: local.apply(config); httpx.get(local.url + ...)`."""
 
     def __init__(
-        self, *, port: int | None = None, num_cpus: int = DEFAULT_NUM_CPUS, serve_env: Mapping[str, str] | None = None
+        self,
+        *,
+        port: int | None = None,
+        num_cpus: int = DEFAULT_NUM_CPUS,
+        ingress: Ingress = DEFAULT_INGRESS,
+        serve_env: Mapping[str, str] | None = None,
     ):
-        """`serve_env`: Ray Serve switches for the whole instance (e.g. `RAY_SERVE_THROUGHPUT_OPTIMIZED`)."""
+        """`ingress`: Serve's HTTP front end; `serve_env`: further Ray Serve switches for the whole
+        instance (e.g. `RAY_SERVE_THROUGHPUT_OPTIMIZED`), over those `ingress` sets."""
         self.port = port or free_port()
         self.num_cpus = num_cpus
-        self.serve_env = dict(serve_env or {})
+        self.ingress = ingress
+        self.serve_env = ingress_env(ingress) | dict(serve_env or {})
+        self._haproxy_dir: str | None = None
         self.dashboard_port = free_port()
         self.metrics_port = free_port()
         self._started = False
@@ -163,6 +192,9 @@ class LocalServe:
         serving_root = str(Path(__file__).resolve().parent.parent)
         pythonpath = os.pathsep.join(p for p in (serving_root, os.environ.get("PYTHONPATH")) if p)
         env = {"PYTHONPATH": pythonpath, **self.serve_env}
+        if uses_haproxy(self.serve_env):
+            self._haproxy_dir = tempfile.mkdtemp(prefix="slm-haproxy-")
+            env |= build_haproxy_env(self._haproxy_dir, stats_port=free_port(), metrics_port=free_port())
         with _environment(env):
             ray.init(
                 address="local",
@@ -171,7 +203,9 @@ class LocalServe:
                 dashboard_host="127.0.0.1",
                 dashboard_port=self.dashboard_port,
                 _metrics_export_port=self.metrics_port,
-                _system_config={"metrics_report_interval_ms": 1000},
+                # Ray starts its workers at niceness 15; here they are the service (replicas, vLLM's
+                # engine), so on a shared machine they would wait behind everything else.
+                _system_config={"metrics_report_interval_ms": 1000, "worker_niceness": 0},
                 logging_level=logging.WARNING,
                 log_to_driver=False,
             )
@@ -235,6 +269,9 @@ class LocalServe:
             serve.shutdown()  # type: ignore[no-untyped-call]
             ray.shutdown()
             self._started = False
+        if self._haproxy_dir is not None:
+            shutil.rmtree(self._haproxy_dir, ignore_errors=True)
+            self._haproxy_dir = None
 
     def __enter__(self) -> LocalServe:
         return self.start()

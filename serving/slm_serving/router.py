@@ -95,6 +95,7 @@ REQUEST_ID_HEADER: Final = "x-request-id"
 _ERROR_EVENT: Final = 'data: {"error"'
 _NOT_READY_POLL_S = 1.0
 _READY_POLL_S = 5.0
+_RECHECK_S = 0.01
 
 
 class LocalEngine(Protocol):
@@ -166,10 +167,10 @@ class Router:
             self._ready[self._local_app] = True
 
     async def handle(self, request: Request) -> Response:
-        loop = asyncio.get_running_loop()
         started = time.monotonic()
         path = request.url.path
-        proof = check_pin_proof(request.headers.get(PIN_PROOF_HEADER), self._config.pin_token_sha256)
+        headers = request.headers
+        proof = check_pin_proof(headers.get(PIN_PROOF_HEADER), self._config.pin_token_sha256)
         if proof is PinProof.INVALID:
             return _error_response(PIN_REJECTED, None)
         operator = proof is PinProof.VALID
@@ -178,58 +179,62 @@ class Router:
             return self._non_forwarded(request.method, path, request.url.query, operator=operator)
         if request.method != "POST":
             return _error_response(method_not_allowed(request.method, path), None)
+        config = self._config
         ex = _Exchange(
             endpoint=endpoint,
             operator=operator,
-            request_id=request_id_of(request.headers.get(REQUEST_ID_HEADER)),
+            request_id=request_id_of(headers.get(REQUEST_ID_HEADER)),
             started=started,
-            deadline=loop.time() + self._config.request_timeout_s,
+            deadline=asyncio.get_running_loop().time() + config.request_timeout_s,
         )
-        body = await self._read_body(request, ex)
-        if isinstance(body, RequestError):
-            return self._refused(ex, body)
-        parsed = parse_request(body, self._accepted_models)
-        if isinstance(parsed, RequestError):
-            return self._refused(ex, parsed)
-        pin = request.headers.get(REVISION_HEADER) if operator else None
-        forward = self._stream if parsed.stream else self._complete
+        watchdog = _Watchdog(config.idle_timeout_s, ex.deadline, whole_request=True)
         try:
-            async with asyncio.timeout_at(ex.deadline):
-                while True:  # again only when the chosen revision was retired before it answered
-                    route = self._table.pinned(pin) if pin else self._table.pick(random.random())
-                    if route is None:
-                        return self._refused(ex, unknown_revision(pin) if pin else NO_REVISION)
-                    ex.revision = route.revision
-                    response = await forward(route.revision, route.app_name, body, ex)
-                    if response is not None:
-                        return response
-        except TimeoutError:
+            body = await self._read_body(request, watchdog)
+            if isinstance(body, RequestError):
+                return self._refused(ex, body)
+            parsed = parse_request(body, self._accepted_models)
+            if isinstance(parsed, RequestError):
+                return self._refused(ex, parsed)
+            pin = headers.get(REVISION_HEADER) if operator else None
+            forward = self._stream if parsed.stream else self._complete
+            while True:  # again only when the chosen revision was retired before it answered
+                route = self._table.pinned(pin) if pin else self._table.pick(random.random())
+                if route is None:
+                    return self._refused(ex, unknown_revision(pin) if pin else NO_REVISION)
+                ex.revision = route.revision
+                response = await forward(route.revision, route.app_name, body, ex)
+                if response is not None:
+                    return response
+        except asyncio.CancelledError:
+            if not watchdog.took_over():
+                raise
+            if watchdog.reading_body:
+                return self._refused(ex, BODY_TIMEOUT)
             logger.warning("request %s: no answer from revision %s within its deadline", ex.request_id, ex.revision)
-            error = deadline_exceeded(self._config.request_timeout_s)
+            error = deadline_exceeded(config.request_timeout_s)
             self._observe(ex, ex.revision, error.status)
             return _error_response(error, self._revision_header(ex))
+        finally:
+            watchdog.close()
 
-    async def _read_body(self, request: Request, ex: _Exchange) -> bytes | RequestError:
+    async def _read_body(self, request: Request, watchdog: _Watchdog) -> bytes | RequestError:
         """The body, at most `max_request_bytes` of it, each piece within the idle timeout and all of it
-        within the request's deadline."""
+        within the request's deadline (`watchdog`, which then goes on guarding the deadline alone)."""
         limit = self._config.max_request_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return request_too_large(limit)
-        loop = asyncio.get_running_loop()
         pieces: list[bytes] = []
         size = 0
-        try:
-            async with asyncio.timeout_at(min(loop.time() + self._config.idle_timeout_s, ex.deadline)) as window:
-                async for piece in request.stream():
-                    size += len(piece)
-                    if size > limit:
-                        return request_too_large(limit)
-                    pieces.append(piece)
-                    window.reschedule(min(loop.time() + self._config.idle_timeout_s, ex.deadline))
-        except TimeoutError:
-            return BODY_TIMEOUT
-        return b"".join(pieces)
+        watchdog.reading_body = True
+        async for piece in request.stream():
+            size += len(piece)
+            if size > limit:
+                return request_too_large(limit)
+            pieces.append(piece)
+            watchdog.touch()
+        watchdog.reading_body = False
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def _refused(self, ex: _Exchange, error: RequestError) -> Response:
         """A request answered before any revision was chosen."""
@@ -259,15 +264,15 @@ class Router:
 
     async def _complete(self, revision: str, app: str, body: bytes, ex: _Exchange) -> Response | None:
         calls: list[Any] = []
+        if self._local is not None and app == self._local_app:
+            head = await self._local_head(self._local.complete(ex.endpoint, body), revision, ex)
+        else:
 
-        def call() -> Any:
-            if self._local is not None and app == self._local_app:
-                calls.append(asyncio.ensure_future(self._local.complete(ex.endpoint, body)))
-            else:
+            def call() -> Any:
                 calls.append(self._handle(app).complete.remote(ex.endpoint, body))
-            return calls[0]
+                return calls[0]
 
-        head = await _cancelling_on_exit(calls, self._first(revision, app, call, ex))
+            head = await _cancelling_on_exit(calls, self._first(revision, app, call, ex))
         if head is None or isinstance(head, RequestError):
             return self._unanswered(head, calls, revision, ex)
         status, payload, prompt_tokens, completion_tokens = head
@@ -276,15 +281,16 @@ class Router:
 
     async def _stream(self, revision: str, app: str, body: bytes, ex: _Exchange) -> Response | None:
         calls: list[Any] = []
+        if self._local is not None and app == self._local_app:
+            calls.append(_LocalStream(self._local.stream(ex.endpoint, body)))
+            head = await _cancelling_on_exit(calls, self._local_head(calls[0].__anext__(), revision, ex))
+        else:
 
-        def call() -> Any:
-            if self._local is not None and app == self._local_app:
-                calls.append(_LocalStream(self._local.stream(ex.endpoint, body)))
-            else:
+            def call() -> Any:
                 calls.append(self._handle(app, stream=True).stream.remote(ex.endpoint, body))
-            return calls[0].__anext__()
+                return calls[0].__anext__()
 
-        head = await _cancelling_on_exit(calls, self._first(revision, app, call, ex))
+            head = await _cancelling_on_exit(calls, self._first(revision, app, call, ex))
         if head is None or isinstance(head, RequestError):
             return self._unanswered(head, calls, revision, ex)
         status, payload = head[0], head[1]
@@ -296,6 +302,15 @@ class Router:
             media_type="text/event-stream",
             headers=_headers(self._revision_header(ex)),
         )
+
+    async def _local_head(self, answer: Awaitable[Head], revision: str, ex: _Exchange) -> Head | RequestError:
+        """This replica's own engine's head, awaited in the request's task: no handle, no extra task
+        (the engine is never cold or retired while its replica serves; a cancelled request cancels it)."""
+        try:
+            return await answer
+        except Exception as exc:  # vLLM's failures: all mean "not served"
+            logger.warning("request %s: revision %s failed: %s: %s", ex.request_id, revision, type(exc).__name__, exc)
+            return internal_error(503, ex.request_id)
 
     def _unanswered(
         self, error: RequestError | None, calls: list[Any], revision: str, ex: _Exchange
@@ -311,26 +326,31 @@ class Router:
 
     async def _relay(self, revision: str, ex: _Exchange, chunks: Any) -> AsyncIterator[str]:
         """The stream's chunks, each within the idle timeout and all within the deadline; a stream that
-        stalls or fails ends with an error event (its status line is already sent)."""
-        loop = asyncio.get_running_loop()
+        stalls or fails ends with an error event (its status line is already sent). One watchdog timer
+        for the whole stream: per chunk only a clock read."""
         idle_s = self._config.idle_timeout_s
+        watchdog = _Watchdog(idle_s, ex.deadline, whole_request=False)
         first = True
         usage: tuple[int, int] = (0, 0)
         status = 200
         try:
             while True:
-                idle_bound = loop.time() + idle_s < ex.deadline
+                watchdog.touch()
+                watchdog.waiting = True
                 try:
-                    async with asyncio.timeout_at(min(loop.time() + idle_s, ex.deadline)):
-                        item = await chunks.__anext__()
+                    item = await chunks.__anext__()
                 except StopAsyncIteration:
                     break
-                except TimeoutError:
+                except asyncio.CancelledError:
+                    if not watchdog.took_over():
+                        raise
                     status = 504
-                    timeout = stream_idle(idle_s) if idle_bound else deadline_exceeded(self._config.request_timeout_s)
+                    idle = watchdog.expired_idle
+                    timeout = stream_idle(idle_s) if idle else deadline_exceeded(self._config.request_timeout_s)
                     logger.warning("request %s: stream from revision %s: %s", ex.request_id, revision, timeout.code)
                     yield sse_error_event(timeout)
                     break
+                watchdog.waiting = False
                 if isinstance(item, str):
                     if item.startswith(_ERROR_EVENT):  # vLLM's error inside a stream: its text is internal
                         status = 500
@@ -348,6 +368,7 @@ class Router:
             logger.exception("request %s: stream from revision %s broke off", ex.request_id, revision)
             yield sse_error_event(internal_error(500, ex.request_id))
         finally:
+            watchdog.close()
             chunks.cancel()
             self._observe(ex, revision, status, *usage)
 
@@ -474,6 +495,76 @@ async def _cancelling_on_exit(
         if calls:
             calls[0].cancel()
         raise
+
+
+class _Watchdog:
+    """The time limits of one request's task with a single timer, instead of one per body piece or stream
+    chunk: the task is cancelled (`took_over()` then tells its handler why) once the idle timeout passes
+    without a `touch()` while it waits, or once the deadline passes.
+
+    The timer is armed once and, when it fires early (a piece arrived meanwhile), re-armed for the new
+    due time, so a request that keeps flowing costs one clock read per piece. `whole_request`: the
+    deadline counts all the time (the request's own task: body, then the head); otherwise only while
+    `waiting` (a stream's relay: not while the client is being sent a chunk)."""
+
+    __slots__ = (
+        "_deadline", "_fired", "_idle_s", "_last", "_loop", "_task", "_timer", "_whole",
+        "expired_idle", "reading_body", "waiting",
+    )  # fmt: skip
+
+    def __init__(self, idle_s: float, deadline: float, *, whole_request: bool) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._idle_s = idle_s
+        self._deadline = deadline
+        self._whole = whole_request
+        self._last = self._loop.time()
+        self._fired = False
+        self.expired_idle = False
+        """Why it fired: the idle timeout (else the deadline)."""
+        self.waiting = whole_request
+        """Waiting for the next chunk (a stream's relay; the request's own task always counts as waiting)."""
+        self.reading_body = False
+        """The request's task reads the body: the idle timeout applies."""
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(min(self._last + idle_s, deadline), self._check)
+
+    def touch(self) -> None:
+        """Something arrived: the idle timeout starts again."""
+        self._last = self._loop.time()
+
+    def took_over(self) -> bool:
+        """Whether the task's cancellation is this watchdog's doing (then it is taken back: the handler
+        answers with the timeout instead)."""
+        if not self._fired or self._task is None:
+            return False
+        self._task.uncancel()
+        return True
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        idle_applies = self.waiting and (self.reading_body or not self._whole)
+        idle_due = self._last + self._idle_s
+        if (self.waiting or self._whole) and now >= self._deadline:
+            self._fire(idle=False)
+        elif idle_applies and now >= idle_due:
+            self._fire(idle=True)
+        else:
+            due = idle_due if idle_applies else now + self._idle_s
+            # past the deadline but not waiting (a chunk is being sent): look again soon
+            due = min(due, self._deadline) if now < self._deadline else now + _RECHECK_S
+            self._timer = self._loop.call_at(due, self._check)
+
+    def _fire(self, *, idle: bool) -> None:
+        self._timer = None
+        self._fired = True
+        self.expired_idle = idle
+        if self._task is not None:
+            self._task.cancel()
 
 
 @dataclass

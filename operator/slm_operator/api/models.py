@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
+from slm_serving.serve_env import DEFAULT_INGRESS, Ingress
+
 GROUP = "slm.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -388,7 +390,16 @@ class ClusterUpgradeSpec(ApiModel):
 
 
 class RouterSpec(ApiModel):
-    """Limits of the OpenAI router in front of the model; changes apply in place, without a restart."""
+    """The OpenAI router in front of the model: its limits change in place, without a restart; the
+    front end (`ingress`) only with new Ray processes, a cluster upgrade."""
+
+    ingress: Ingress = Field(
+        default=DEFAULT_INGRESS,
+        description="Serve's HTTP front end in every Ray pod. haproxy: HAProxy on port 8000 forwards each "
+        "request straight to a model replica's own port (RAY_SERVE_ENABLE_HA_PROXY and "
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED in the Ray containers), the fastest path measured. proxy: Serve's "
+        "Python proxy actor. A change is a cluster upgrade (see clusterUpgrade): Ray reads it at start.",
+    )
 
     max_request_bytes: int | None = Field(
         default=None,
@@ -692,6 +703,7 @@ class PendingClusterUpgrade(ApiModel):
     extra_gpus: int = Field(description="GPUs needed on top of today's while both clusters run.")
     ray_version: str = Field(description="Ray version of the new cluster.")
     ray_image: str = Field(description="Image of the new cluster.")
+    ingress: Ingress = Field(default="proxy", description="Serve's HTTP front end of the new cluster.")
 
 
 class ClusterStatus(ApiModel):
@@ -700,6 +712,11 @@ class ClusterStatus(ApiModel):
 
     ray_version: str = Field(description="Ray version of the running cluster.")
     ray_image: str = Field(description="Image of the running cluster.")
+    ingress: Ingress = Field(
+        default="proxy",
+        description="Serve's HTTP front end of the running cluster (spec.router.ingress when it was built; "
+        "proxy for a cluster recorded before the field existed, which runs Serve's Python proxy).",
+    )
     worker_groups: list[WorkerGroupStatus] = Field(
         default_factory=list, description="Worker groups in the order KubeRay has them (unused ones at 0 pods)."
     )

@@ -22,6 +22,7 @@ from slm_operator.builder.ray_auth import auth_options
 from slm_operator.builder.revisions import live_revisions
 from slm_operator.builder.serve_config import build_serve_config
 from slm_operator.builder.worker_groups import build_worker_group, group_of, grow_worker_groups
+from slm_serving.serve_env import ingress_env
 
 RAYSERVICE_API_VERSION = "ray.io/v1"
 RAYSERVICE_KIND = "RayService"
@@ -85,9 +86,10 @@ def build_rayservice(deployment: SLMDeployment, *, pin_digest: str | None = None
 def build_ray_cluster_config(
     spec: SLMDeploymentSpec, cluster: ClusterStatus, revisions: Sequence[RevisionStatus], labels: dict[str, str]
 ) -> dict[str, Any]:
-    """The Ray cluster of `cluster` (image, Ray version, worker groups in their recorded order): a
-    group that no live revision uses keeps its place with 0 replicas."""
+    """The Ray cluster of `cluster` (image, Ray version, Serve's front end, worker groups in their
+    recorded order): a group that no live revision uses keeps its place with 0 replicas."""
     used = {group_of(cluster.worker_groups, r.template).name for r in revisions}
+    serve_env = ray_container_env(cluster)
     return {
         "rayVersion": cluster.ray_version,
         "enableInTreeAutoscaling": True,
@@ -103,6 +105,7 @@ def build_ray_cluster_config(
                             "name": "ray-head",
                             "image": cluster.ray_image,
                             "resources": {"requests": dict(HEAD_RESOURCES), "limits": dict(HEAD_RESOURCES)},
+                            **({"env": serve_env} if serve_env else {}),
                             "ports": [
                                 {"containerPort": 6379, "name": "gcs-server"},
                                 {"containerPort": 8265, "name": "dashboard"},
@@ -120,10 +123,19 @@ def build_ray_cluster_config(
                 replicas=spec.autoscaling.min_replicas if group.name in used else 0,
                 image=cluster.ray_image,
                 labels=labels,
+                env=serve_env,
             )
             for group in cluster.worker_groups
         ],
     }
+
+
+def ray_container_env(cluster: ClusterStatus) -> list[dict[str, str]]:
+    """The environment every Ray container gets for Serve's HTTP front end (`slm_serving.serve_env`):
+    HAProxy on each pod's serve port 8000, where KubeRay's serve Service and readiness probes already
+    look, forwarding to the replicas' own ports (30000-31000 by default, gRPC between replicas
+    40000-41000): pod to pod within the RayService, which the NetworkPolicy admits."""
+    return [{"name": key, "value": value} for key, value in ingress_env(cluster.ingress).items()]
 
 
 def rayservice_labels(name: str) -> dict[str, str]:
@@ -136,5 +148,5 @@ def current_cluster(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None)
     revisions = live_revisions(spec, status)
     recorded = status.cluster if status is not None else None
     if recorded is None:
-        recorded = ClusterStatus(ray_version=spec.ray_version, ray_image=spec.ray_image)
+        recorded = ClusterStatus(ray_version=spec.ray_version, ray_image=spec.ray_image, ingress=spec.router.ingress)
     return recorded.model_copy(update={"worker_groups": grow_worker_groups(recorded.worker_groups, revisions)})

@@ -82,7 +82,12 @@ def group_of(groups: Sequence[WorkerGroupStatus], template: RevisionTemplate) ->
 
 
 def build_worker_group(
-    group: WorkerGroupStatus, *, replicas: int, image: str, labels: dict[str, str]
+    group: WorkerGroupStatus,
+    *,
+    replicas: int,
+    image: str,
+    labels: dict[str, str],
+    env: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     return {
         "groupName": group.name,
@@ -90,11 +95,12 @@ def build_worker_group(
         "minReplicas": 0,
         "maxReplicas": WORKER_GROUP_MAX_REPLICAS,
         "rayStartParams": {},
-        "template": {"metadata": {"labels": labels}, "spec": build_worker_pod(group.pod, image)},
+        "template": {"metadata": {"labels": labels}, "spec": build_worker_pod(group.pod, image, env)},
     }
 
 
-def build_worker_pod(pod: WorkerPodSettings, image: str) -> dict[str, Any]:
+def build_worker_pod(pod: WorkerPodSettings, image: str, env: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The worker pod of `pod`'s settings; `env`: the cluster-wide environment of the Ray container."""
     resources: dict[str, Any] = {"cpu": str(pod.cpu), "memory": str(pod.memory)}
     if pod.gpus:
         resources["nvidia.com/gpu"] = str(pod.gpus)
@@ -103,8 +109,11 @@ def build_worker_pod(pod: WorkerPodSettings, image: str) -> dict[str, Any]:
         "image": image,
         "resources": {"requests": dict(resources), "limits": dict(resources)},
     }
+    container_env = list(env)
     if pod.credentials_secret is not None:
-        container["env"] = credential_env(pod.credentials_secret, pod.credential_keys)
+        container_env += credential_env(pod.credentials_secret, pod.credential_keys)
+    if container_env:
+        container["env"] = container_env
     spec: dict[str, Any] = {"containers": [container]}
     if pod.pvc_claims:
         container["volumeMounts"] = [
