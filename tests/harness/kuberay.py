@@ -257,7 +257,10 @@ class KubeRayStandIn(KubeRayWatch):
         status = {section: {"applicationStatuses": applications}} if applications else {}
         try:  # the whole status, as KubeRay's Status().Update writes it (a merge patch would keep stale keys)
             self.k8s.patch_namespaced_custom_object_status(
-                *RAYS, self.name, [{"op": "add", "path": "/status", "value": status}]
+                *RAYS,
+                self.name,
+                [{"op": "add", "path": "/status", "value": status}],
+                _content_type="application/json-patch+json",  # the client's default is a merge patch
             )
         except kubernetes.client.ApiException as error:
             if error.status != 404:
