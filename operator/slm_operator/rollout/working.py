@@ -193,6 +193,7 @@ class Working:
         st.revisions.sort(key=lambda r: order.get(r.name, 2))
         wanted_before = {r.name: r.desired_replicas for r in self.before.revisions}
         for entry in st.revisions:
+            entry.start_failure = self._start_failure(entry)
             entry.ready_replicas = self.observed.ready_replicas.get(entry.name, 0)
             entry.desired_replicas = self.observed.desired_replicas.get(entry.name, entry.desired_replicas)
             old = wanted_before.get(entry.name)
@@ -218,6 +219,14 @@ class Working:
             self._condition(ConditionType.READY, "False", Reason.DEPLOYING, f"deploying revision {st.stable_revision}")
         st.phase = self._phase(stable_running, was_serving)
         st.message = self.message or self._standing_message()
+
+    def _start_failure(self, entry: RevisionStatus) -> str | None:
+        """The first failed start's error, kept while the revision does not run (Serve reports only the
+        latest); gone once it runs."""
+        if entry.name in self.observed.running:
+            return None
+        failure = self.observed.start_failures.get(entry.name)
+        return entry.start_failure or (failure.error if failure is not None else None)
 
     def _phase(self, stable_running: bool, was_serving: bool) -> Phase:
         st = self.status

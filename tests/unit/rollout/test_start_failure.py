@@ -55,6 +55,34 @@ def test_first_deploy_shows_the_first_failure_once_then_fails_when_serve_gives_u
     assert events(failed) == ["ReplicaStartFailed"]
 
 
+def test_the_revision_entry_keeps_the_first_failed_starts_error_until_it_runs() -> None:
+    """Serve's message says only the latest failure; the entry keeps the first one's error."""
+    a = REV["a"]
+    first = Observation(start_failures={a: StartFailure(CAUSE, final=False, retries_left=2)})
+    failing = decide(spec("a"), states.deploying(), first, generation=1, now=at(1), settings=SETTINGS)
+    (entry,) = failing.status.revisions
+    assert entry.start_failure == CAUSE
+    later = Observation(start_failures={a: StartFailure("OSError: disk full", final=True)})
+    failed = decide(spec("a"), failing.status, later, generation=1, now=at(2), settings=SETTINGS)
+    assert [r.start_failure for r in failed.status.revisions] == [CAUSE]
+    running = Observation(running=frozenset({a}), ready_replicas={a: 1})
+    started = decide(spec("a"), failed.status, running, generation=1, now=at(3), settings=SETTINGS)
+    assert [r.start_failure for r in started.status.revisions] == [None]
+
+
+def test_a_failing_canary_shows_the_cause_in_its_entry_and_one_event_while_serve_retries() -> None:
+    a, b = REV["a"], REV["b"]
+    serving = {"running": frozenset({a}), "ready_replicas": {a: 1}, "routes_settled": True}
+    retrying = Observation(**serving, start_failures={b: StartFailure(CAUSE, final=False, retries_left=2)})
+    first = decide(spec("b"), states.started(), retrying, generation=2, now=at(11), settings=SETTINGS)
+    by_name = {r.name: r for r in first.status.revisions}
+    assert (by_name[b].start_failure, by_name[a].start_failure) == (CAUSE, None)
+    assert first.status.canary_revision == b and events(first) == ["ReplicaStartFailing"]
+    again = Observation(**serving, start_failures={b: StartFailure(CAUSE, final=False, retries_left=1)})
+    second = decide(spec("b"), first.status, again, generation=2, now=at(12), settings=SETTINGS)
+    assert events(second) == [] and "1 more time(s)" in second.status.message
+
+
 def test_a_canary_that_serve_gives_up_on_is_rolled_back_with_the_cause() -> None:
     b = REV["b"]
     gave_up = Observation(
