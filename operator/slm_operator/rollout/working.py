@@ -205,9 +205,14 @@ class Working:
         st.canary_weight = next((r.weight for r in st.revisions if r.name == st.canary_revision), 0)
         st.observed_generation = self.generation
         stable_running = st.stable_revision is not None and st.stable_revision in self.observed.running
-        was_serving = self.before.phase not in (Phase.PENDING, Phase.DEPLOYING)
+        was_serving = self.before.phase not in (Phase.PENDING, Phase.DEPLOYING) and not self._had(
+            ConditionType.DEGRADED, Reason.START_FAILED
+        )
+        degraded = find_condition(st.conditions, ConditionType.DEGRADED)
         if stable_running:
             self._condition(ConditionType.READY, "True", Reason.SERVING, f"revision {st.stable_revision} serves")
+        elif degraded is not None and degraded.status == "True" and degraded.reason in _START_REASONS:
+            self._condition(ConditionType.READY, "False", Reason(degraded.reason), degraded.message)
         elif was_serving and st.stable_revision is not None:
             self._condition(
                 ConditionType.READY,
@@ -276,6 +281,10 @@ class Working:
 
     def _event(self, kind: Literal["Normal", "Warning"], reason: Reason, message: str) -> None:
         self.actions.append(EmitEvent(kind, reason.value, message))
+
+
+_START_REASONS = frozenset({Reason.START_FAILING.value, Reason.START_FAILED.value})
+"""Degraded reasons of a stable whose replicas fail to start: Ready says the same while it does not run."""
 
 
 def _weights(revisions: list[RevisionStatus]) -> tuple[tuple[str, int], ...]:
