@@ -32,14 +32,14 @@ from slm_operator.metrics import OperatorMetrics
 from slm_operator.observation import gather_observation
 from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.rayservice_write import Action, NotOursError, ensure_rayservice
-from slm_operator.rollout.actions import RecordQuality
+from slm_operator.rollout.actions import EmitEvent, RecordQuality
 from slm_operator.rollout.conditions import format_time, set_condition
 from slm_operator.rollout.decide import decide
 from slm_operator.rollout.working import RolloutSettings
 from slm_operator.security import Identity, ensure_security_objects
 from slm_operator.security import forget as forget_security
 from slm_operator.settings import OperatorSettings
-from slm_operator.status import build_invalid_status, failure_message, observe, status_document
+from slm_operator.status import build_invalid_status, failure_message, observe, phase_event, status_document
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,8 @@ class Reconciler:
         if written.action in WRITTEN_EVENTS:
             reason, verb = WRITTEN_EVENTS[written.action]
             self.emit(body, "Normal", reason, f"{verb} RayService {key[1]}")
-        phase = self._write_status(body, previous, status)
+        posted = frozenset(a.reason for a in decision.actions if isinstance(a, EmitEvent))
+        phase = self._write_status(body, previous, status, posted=posted)
         carry_out(
             (*decision.actions, *cluster.events), deployment.spec, observer, _ClusterShell(self, body, deployment)
         )
@@ -222,8 +223,10 @@ class Reconciler:
         status: SLMDeploymentStatus,
         *,
         events: bool = True,
+        posted: frozenset[str] = frozenset(),
     ) -> Phase:
-        """Write `status` if it differs from what was read, conditional on the resourceVersion read."""
+        """Write `status` if it differs from what was read, conditional on the resourceVersion read; a
+        change to Failed or Ready is posted as an Event unless the pass posts one of that reason."""
         meta = body["metadata"]
         key: Key = (meta["namespace"], meta["name"])
         document = status_document(status)
@@ -236,11 +239,9 @@ class Reconciler:
             self.api.patch_deployment_status(*key, document, resource_version=meta.get("resourceVersion"))
         except ConflictError as error:
             raise StatusConflictError(str(error)) from error
-        old_phase = previous.phase if previous is not None else None
-        if events and status.phase != old_phase and status.phase in (Phase.FAILED, Phase.READY):
-            kind = "Warning" if status.phase == Phase.FAILED else "Normal"
-            reason = next((c.reason for c in status.conditions if c.type == "Ready"), status.phase.value)
-            self.emit(body, kind, reason, f"phase {old_phase or '-'} → {status.phase.value}: {status.message}")
+        event = phase_event(previous.phase if previous is not None else None, status, posted) if events else None
+        if event is not None:
+            self.emit(body, event.type, event.reason, event.message)
         return status.phase
 
     def _spec_errors(self, body: dict[str, Any]) -> list[FieldError]:

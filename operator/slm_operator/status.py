@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from slm_operator.api.models import (
     ConditionType,
@@ -20,7 +20,8 @@ from slm_operator.api.models import (
     SLMDeploymentStatus,
 )
 from slm_operator.builder.revisions import revision_bounds
-from slm_operator.rollout.conditions import format_time, set_condition
+from slm_operator.rollout.actions import EmitEvent
+from slm_operator.rollout.conditions import find_condition, format_time, set_condition
 from slm_operator.rollout.start_failure import StartFailure, parse_start_failure
 from slm_serving.config import ROUTER_APP_NAME, revision_app_name
 
@@ -134,6 +135,20 @@ def build_invalid_status(
             "message": message,
         }
     )
+
+
+def phase_event(old: Phase | None, status: SLMDeploymentStatus, posted: frozenset[str]) -> EmitEvent | None:
+    """The Event for a change of phase to Failed or Ready, with the Ready condition's reason; none
+    when the pass already posts an Event of that reason (e.g. `ReplicaStartFailed`)."""
+    if status.phase == old or status.phase not in (Phase.FAILED, Phase.READY):
+        return None
+    ready = find_condition(status.conditions, ConditionType.READY)
+    reason = ready.reason if ready is not None else status.phase.value
+    if reason in posted:
+        return None
+    kind: Literal["Normal", "Warning"] = "Warning" if status.phase == Phase.FAILED else "Normal"
+    before = old.value if old is not None else "-"
+    return EmitEvent(kind, reason, f"phase {before} → {status.phase.value}: {status.message}")
 
 
 def status_document(status: SLMDeploymentStatus) -> dict[str, Any]:

@@ -627,6 +627,13 @@ class RevisionStatus(ApiModel):
     desired_replicas: int | None = Field(
         default=None, description="Replicas the autoscaler wants (Ray Serve's target); unset until observed."
     )
+    start_failure: str | None = Field(
+        default=None,
+        description=(
+            "Why its replicas do not start: the first failed start's error, shortened (e.g. a model that "
+            "cannot be fetched or loaded); unset once it runs."
+        ),
+    )
 
 
 class PromptResult(ApiModel):

@@ -127,6 +127,8 @@ class _Decider(Working):
             st.revisions.insert(0, self._entry(revision, "stable", 100))
             st.stable_revision = revision
             self._event("Normal", Reason.DEPLOYING, f"deploying revision {revision}")
+            if self._had(ConditionType.DEGRADED, Reason.START_FAILING, Reason.START_FAILED):  # a new spec starts over
+                self._condition(ConditionType.DEGRADED, "False", Reason.DEPLOYING, f"deploying revision {revision}")
         self.message = f"deploying revision {revision}"
         self._check_stable_start()
 

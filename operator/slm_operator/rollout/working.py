@@ -193,6 +193,7 @@ class Working:
         st.revisions.sort(key=lambda r: order.get(r.name, 2))
         wanted_before = {r.name: r.desired_replicas for r in self.before.revisions}
         for entry in st.revisions:
+            entry.start_failure = self._start_failure(entry)
             entry.ready_replicas = self.observed.ready_replicas.get(entry.name, 0)
             entry.desired_replicas = self.observed.desired_replicas.get(entry.name, entry.desired_replicas)
             old = wanted_before.get(entry.name)
@@ -204,9 +205,14 @@ class Working:
         st.canary_weight = next((r.weight for r in st.revisions if r.name == st.canary_revision), 0)
         st.observed_generation = self.generation
         stable_running = st.stable_revision is not None and st.stable_revision in self.observed.running
-        was_serving = self.before.phase not in (Phase.PENDING, Phase.DEPLOYING)
+        was_serving = self.before.phase not in (Phase.PENDING, Phase.DEPLOYING) and not self._had(
+            ConditionType.DEGRADED, Reason.START_FAILED
+        )
+        degraded = find_condition(st.conditions, ConditionType.DEGRADED)
         if stable_running:
             self._condition(ConditionType.READY, "True", Reason.SERVING, f"revision {st.stable_revision} serves")
+        elif degraded is not None and degraded.status == "True" and degraded.reason in _START_REASONS:
+            self._condition(ConditionType.READY, "False", Reason(degraded.reason), degraded.message)
         elif was_serving and st.stable_revision is not None:
             self._condition(
                 ConditionType.READY,
@@ -218,6 +224,14 @@ class Working:
             self._condition(ConditionType.READY, "False", Reason.DEPLOYING, f"deploying revision {st.stable_revision}")
         st.phase = self._phase(stable_running, was_serving)
         st.message = self.message or self._standing_message()
+
+    def _start_failure(self, entry: RevisionStatus) -> str | None:
+        """The first failed start's error, kept while the revision does not run (Serve reports only the
+        latest); gone once it runs."""
+        if entry.name in self.observed.running:
+            return None
+        failure = self.observed.start_failures.get(entry.name)
+        return entry.start_failure or (failure.error if failure is not None else None)
 
     def _phase(self, stable_running: bool, was_serving: bool) -> Phase:
         st = self.status
@@ -267,6 +281,10 @@ class Working:
 
     def _event(self, kind: Literal["Normal", "Warning"], reason: Reason, message: str) -> None:
         self.actions.append(EmitEvent(kind, reason.value, message))
+
+
+_START_REASONS = frozenset({Reason.START_FAILING.value, Reason.START_FAILED.value})
+"""Degraded reasons of a stable whose replicas fail to start: Ready says the same while it does not run."""
 
 
 def _weights(revisions: list[RevisionStatus]) -> tuple[tuple[str, int], ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import kubernetes
 import pytest
@@ -129,5 +130,70 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
     failing = [r for r in validation["results"] if not r["passed"]]
     assert failing and all(r["answer"] for r in failing)  # what the bad model answered is recorded
     assert stats.ok > 0 and validation["revision"] not in stats.by_revision  # users never saw it
+    assert not kuberay.errors or all("409" in e for e in kuberay.errors), kuberay.errors[:3]
+    assert stats.failed == 0, stats.failures[:5]  # zero failed user requests
+
+
+UNLOADABLE = "pvc://models/no-such-model"
+"""A claim mounted without the model: the replica's constructor fails in seconds (`model_source`), no network."""
+CAUSE = f"ModelSourceError: model source '{UNLOADABLE}': /mnt/models/models/no-such-model does not exist"
+"""The shortened error: the exception line of the replica's traceback, without the module."""
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return condition({"status": status}, type_) or {}
+
+
+def test_a_canary_whose_replicas_cannot_start_shows_why_at_once_and_is_rolled_back(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, local: LocalServe, settings: OperatorSettings
+) -> None:
+    """The canary's model cannot be loaded; Serve 2.60 tries min(20, 3 x 1 replica) = 3 starts, then
+    gives up. The shortened cause is in the canary's status entry, a Progressing condition and one
+    Warning Event while Serve still retries (not one per retry); once Serve gives up the rollout is
+    rolled back with that cause, and the stable answers every user request meanwhile. The stable is
+    the previous test's last one, so this module's Serve already runs it."""
+    settings = _settings(settings, local)
+    stats = TrafficStats()
+    stop_load = threading.Event()
+    failing: list[dict[str, Any]] = []
+
+    def rolled_back() -> dict[str, Any] | None:
+        """Also keeps the first status that says the canary fails to start (it lasts while Serve retries)."""
+        status: dict[str, Any] = slmd(k8s)["status"]
+        if not failing and _condition(status, "Progressing").get("reason") == "ReplicaStartFailing":
+            failing.append(status)
+        degraded = _condition(status, "Degraded")
+        return status if (degraded.get("status"), degraded.get("reason")) == ("True", "RolledBack") else None
+
+    with KubeRayStandIn(k8s, local, "tiny") as kuberay, operator_in_thread(settings):
+        deployment = tiny()
+        deployment["spec"]["router"] = {"exposeRevision": True}
+        deployment["spec"]["model"]["engineArgs"]["max_num_seqs"] = 32
+        k8s.create_namespaced_custom_object(*SLMD, deployment)
+        ready = wait_for(lambda: (o := slmd(k8s)).get("status", {}).get("phase") == "Ready" and o, ROLLOUT_TIMEOUT)
+        stable = ready["status"]["stableRevision"]
+        load = threading.Thread(target=generate_load, args=(local.url, "tiny", stats, stop_load), daemon=True)
+        load.start()
+        k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"source": UNLOADABLE}}})
+        final = wait_for(rolled_back, ROLLOUT_TIMEOUT, "the rollback")
+        wait_for(lambda: "RolledBack" in _reasons(api), 30, "the RolledBack event")  # events are posted async
+        stop_load.set()
+        load.join(60)
+    assert failing, final
+    (first,) = failing
+    canary = first["canaryRevision"]
+    assert canary != stable and CAUSE in _condition(first, "Progressing")["message"], first
+    entries = {r["name"]: r for r in first["revisions"]}
+    assert entries[canary].get("startFailure") == CAUSE and "startFailure" not in entries[stable], entries
+    events = sorted(api.objects("events"), key=lambda e: int(e["metadata"]["resourceVersion"]))
+    reasons = [e["reason"] for e in events]
+    assert reasons.count("ReplicaStartFailing") == 1 and reasons.count("RolledBack") == 1, reasons
+    start, back = events[reasons.index("ReplicaStartFailing")], events[reasons.index("RolledBack")]
+    assert CAUSE in start["message"] and "Serve retries" in start["message"], start  # before Serve gave up
+    assert reasons.index("ReplicaStartFailing") < reasons.index("RolledBack"), reasons
+    assert CAUSE in back["message"] and "Serve gave up" in back["message"], back
+    assert final["stableRevision"] == stable and not final.get("canaryRevision"), final
+    assert CAUSE in _condition(final, "Degraded")["message"], final
+    assert stats.ok > 0 and canary not in stats.by_revision, stats.by_revision
     assert not kuberay.errors or all("409" in e for e in kuberay.errors), kuberay.errors[:3]
     assert stats.failed == 0, stats.failures[:5]  # zero failed user requests

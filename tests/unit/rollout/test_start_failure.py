@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from slm_operator.api.models import Phase
+from slm_operator.api.models import ConditionType, Phase
+from slm_operator.rollout.conditions import find_condition
 from slm_operator.rollout.decide import Observation, decide
 from slm_operator.rollout.start_failure import StartFailure, parse_start_failure, shorten_error
-from slm_operator.status import observe, running_revisions, start_failures
+from slm_operator.status import observe, phase_event, running_revisions, start_failures
 from tests.unit.rollout import states
 from tests.unit.rollout.helpers import REV, SETTINGS, at, events, spec
 
@@ -53,6 +54,58 @@ def test_first_deploy_shows_the_first_failure_once_then_fails_when_serve_gives_u
     failed = decide(spec("a"), again.status, gave_up, generation=1, now=at(3), settings=SETTINGS)
     assert failed.status.phase is Phase.FAILED and CAUSE in failed.status.message
     assert events(failed) == ["ReplicaStartFailed"]
+
+
+def test_a_first_deploy_that_serve_gives_up_on_is_not_ready_for_that_reason_posted_once() -> None:
+    """Ready says why (not `Deploying`); the shell's phase Event is not posted beside decide's own."""
+    gave_up = Observation(start_failures={REV["a"]: StartFailure(CAUSE, final=True)})
+    failed = decide(spec("a"), states.deploying(), gave_up, generation=1, now=at(1), settings=SETTINGS)
+    ready = find_condition(failed.status.conditions, ConditionType.READY)
+    assert ready is not None and (ready.status, ready.reason) == ("False", "ReplicaStartFailed")
+    assert CAUSE in ready.message
+    assert phase_event(Phase.DEPLOYING, failed.status, frozenset(events(failed))) is None
+    alone = phase_event(Phase.DEPLOYING, failed.status, frozenset())
+    assert alone is not None and (alone.type, alone.reason) == ("Warning", "ReplicaStartFailed")
+    assert phase_event(Phase.FAILED, failed.status, frozenset()) is None  # no change of phase
+
+
+def test_a_new_spec_after_a_failed_first_deploy_starts_over() -> None:
+    """The replacement deploys under its own name: not Failed with the old revision's cause."""
+    gave_up = Observation(start_failures={REV["a"]: StartFailure(CAUSE, final=True)})
+    failed = decide(spec("a"), states.deploying(), gave_up, generation=1, now=at(1), settings=SETTINGS)
+    fixed = decide(spec("c"), failed.status, Observation(), generation=2, now=at(2), settings=SETTINGS)
+    assert fixed.status.stable_revision == REV["c"] and fixed.status.phase is Phase.DEPLOYING
+    assert CAUSE not in fixed.status.message and events(fixed) == ["Deploying"]
+    ready = find_condition(fixed.status.conditions, ConditionType.READY)
+    assert ready is not None and ready.reason == "Deploying"
+
+
+def test_the_revision_entry_keeps_the_first_failed_starts_error_until_it_runs() -> None:
+    """Serve's message says only the latest failure; the entry keeps the first one's error."""
+    a = REV["a"]
+    first = Observation(start_failures={a: StartFailure(CAUSE, final=False, retries_left=2)})
+    failing = decide(spec("a"), states.deploying(), first, generation=1, now=at(1), settings=SETTINGS)
+    (entry,) = failing.status.revisions
+    assert entry.start_failure == CAUSE
+    later = Observation(start_failures={a: StartFailure("OSError: disk full", final=True)})
+    failed = decide(spec("a"), failing.status, later, generation=1, now=at(2), settings=SETTINGS)
+    assert [r.start_failure for r in failed.status.revisions] == [CAUSE]
+    running = Observation(running=frozenset({a}), ready_replicas={a: 1})
+    started = decide(spec("a"), failed.status, running, generation=1, now=at(3), settings=SETTINGS)
+    assert [r.start_failure for r in started.status.revisions] == [None]
+
+
+def test_a_failing_canary_shows_the_cause_in_its_entry_and_one_event_while_serve_retries() -> None:
+    a, b = REV["a"], REV["b"]
+    serving = {"running": frozenset({a}), "ready_replicas": {a: 1}, "routes_settled": True}
+    retrying = Observation(**serving, start_failures={b: StartFailure(CAUSE, final=False, retries_left=2)})
+    first = decide(spec("b"), states.started(), retrying, generation=2, now=at(11), settings=SETTINGS)
+    by_name = {r.name: r for r in first.status.revisions}
+    assert (by_name[b].start_failure, by_name[a].start_failure) == (CAUSE, None)
+    assert first.status.canary_revision == b and events(first) == ["ReplicaStartFailing"]
+    again = Observation(**serving, start_failures={b: StartFailure(CAUSE, final=False, retries_left=1)})
+    second = decide(spec("b"), first.status, again, generation=2, now=at(12), settings=SETTINGS)
+    assert events(second) == [] and "1 more time(s)" in second.status.message
 
 
 def test_a_canary_that_serve_gives_up_on_is_rolled_back_with_the_cause() -> None:
