@@ -197,3 +197,7 @@ def plan(
         sys.stdout.write(json.dumps(plan_json(result), indent=2) + "\n")
     else:
         print_plan(result, Console())
+
+
+if __name__ == "__main__":  # `python -m slm_operator.cli`, as the `slm` script
+    app()
