@@ -238,6 +238,13 @@ class TrafficStep(ApiModel):
     pause_seconds: int = Field(
         default=60, ge=0, le=86400, description="How long to hold this step while comparing live metrics."
     )
+    max_wait_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="After pauseSeconds, the longest the step may wait for a conclusive live comparison (enough "
+        "canary and stable requests); then the step fails: rolled back, or held with autoRollback false.",
+    )
 
 
 class ChatMessage(ApiModel):
