@@ -24,7 +24,9 @@ requests, as a traffic step would be:
 A run is one traffic-step verdict: the validation before it is the same for both gates, so rolling out
 again only to reach the next step would add engine start-ups, not evidence. maxLatencyRatio is set to
 1.5 (between the good canary's ~1x and the slow one's ~2x). The machine is as loaded as it is (report
-the load average beside the figures). Progress goes to stderr; the last line is one JSON object.
+the load average beside the figures). Progress goes to stderr; the last line is one JSON object: the
+counts, and under `verdicts` each run's verdicts with their figures (the statistical gate's reason, the
+p95 ratio, the median ratio, the requests on each side), so that a slow canary that passed can be explained.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +76,24 @@ RATIO_GATE_REQUESTS = 40
 class RunResult:
     statistical: str
     """Pass, Fail, or Inconclusive when the run's time ran out."""
+    reason: str
+    """The statistical gate's reason, with its figures (medians, ratio, n, p): why a slow canary passed."""
     ratio_gate: str
+    p95_ratio: float | None
+    """The p95-ratio gate's figure, canary p95 / stable p95 at its 40th canary request."""
     median_ratio: float | None
     canary_requests: int
+    stable_requests: int
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def _spec_copy(directory: Path) -> Path:
     document = yaml.safe_load(EXAMPLE.read_text())
     spec = document["spec"]
-    spec["rollout"]["steps"] = [{"weight": STEP_WEIGHT, "pauseSeconds": 0}, {"weight": 100, "pauseSeconds": 0}]
+    held = {"weight": STEP_WEIGHT, "pauseSeconds": 0, "maxWaitSeconds": 86400}  # the bench holds the step
+    spec["rollout"]["steps"] = [held, {"weight": 100, "pauseSeconds": 0}]
     spec["rollout"]["validation"]["maxLatencyRatio"] = MAX_LATENCY_RATIO
     path = directory / "tiny.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -95,12 +106,13 @@ def _samples(rollout: EmbeddedRollout, after: int | None) -> tuple[int, dict[str
     return snapshot.last, snapshot.revisions
 
 
-def _ratio_gate(live: LiveSamples) -> str:
+def _ratio_gate(live: LiveSamples) -> tuple[str, float | None]:
+    """The first generation's verdict and its figure (canary p95 / stable p95)."""
     canary, stable = live.canary.latency_ms, live.stable.latency_ms
     if not canary or not stable:
-        return "Inconclusive"
+        return "Inconclusive", None
     ratio = percentile(canary, 95) / percentile(stable, 95)
-    return "Fail" if ratio > MAX_LATENCY_RATIO else "Pass"
+    return ("Fail" if ratio > MAX_LATENCY_RATIO else "Pass"), round(ratio, 3)
 
 
 def judge_run(rollout: EmbeddedRollout, canary: str, stable: str, *, poll_s: float, timeout_s: float) -> RunResult:
@@ -109,7 +121,7 @@ def judge_run(rollout: EmbeddedRollout, canary: str, stable: str, *, poll_s: flo
     validation = rollout.spec.rollout.validation
     limits = RolloutSettings().live_limits
     cursor, _ = _samples(rollout, None)
-    ratio_verdict: str | None = None
+    ratio_verdict: tuple[str, float | None] | None = None
     deadline = time.monotonic() + timeout_s
     while True:
         time.sleep(poll_s)
@@ -125,7 +137,16 @@ def judge_run(rollout: EmbeddedRollout, canary: str, stable: str, *, poll_s: flo
                 if live.canary.latency_ms and live.stable.latency_ms
                 else None
             )
-            return RunResult(verdict.outcome, ratio_verdict or "Inconclusive", ratio, live.canary.requests)
+            ratio_outcome, p95_ratio = ratio_verdict or ("Inconclusive", None)
+            return RunResult(
+                statistical=verdict.outcome,
+                reason=verdict.reason,
+                ratio_gate=ratio_outcome,
+                p95_ratio=p95_ratio,
+                median_ratio=round(ratio, 3) if ratio is not None else None,
+                canary_requests=live.canary.requests,
+                stable_requests=live.stable.requests,
+            )
 
 
 def hold_canary(rollout: EmbeddedRollout, path: Path, change: Callable[[dict[str, Any]], None]) -> tuple[str, str]:
@@ -204,6 +225,7 @@ def main() -> None:
         "user_requests_failed": stats.failed,
         "load_average_1m": round(os.getloadavg()[0], 2),
         "seconds": round(time.monotonic() - started, 1),
+        "verdicts": {"good": [r.as_json() for r in good], "slow": [r.as_json() for r in slow]},
     }
     print(json.dumps(figures))
     sys.exit(0 if stats.failed == 0 else 1)

@@ -128,6 +128,7 @@ def build_registry(
         memo.metrics.set_phase(namespace or "", name, None)
         memo.metrics.set_replicas(namespace or "", name, [])
         memo.metrics.set_costs(namespace or "", name, None)
+        memo.metrics.set_shadow(namespace or "", name, None)
         memo.reconciler.forget(namespace or "", name)
         logger.info("SLMDeployment deleted; its RayService is garbage-collected")
 

@@ -66,6 +66,19 @@ class OperatorMetrics:
         )
         self._costed: dict[tuple[str, str], set[tuple[str, str]]] = {}
 
+        self.shadow_agreement = Gauge(
+            "slm_rollout_shadow_agreement",
+            "Share of compared pairs that agreed at the last shadow phase's last verdict (status.lastShadow).",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+        self.shadow_pairs = Gauge(
+            "slm_rollout_shadow_pairs",
+            "Pairs the last shadow phase compared (status.lastShadow.pairs): how much the agreement rests on.",
+            ["namespace", "name"],
+            registry=self.registry,
+        )
+
     def set_replicas(self, namespace: str, name: str, revisions: list[RevisionStatus]) -> None:
         """One ready and one desired series per live revision; a revision that is gone loses its series."""
         live = {r.name for r in revisions}
@@ -105,6 +118,18 @@ class OperatorMetrics:
         else:
             with contextlib.suppress(KeyError):
                 self.cost_ratio.remove(namespace, name)
+
+    def set_shadow(self, namespace: str, name: str, status: SLMDeploymentStatus | None) -> None:
+        """The last shadow phase's agreement and pairs, kept after the phase (like status.lastShadow);
+        none before any pair, or once the deployment is gone (status None)."""
+        shadow = status.last_shadow if status is not None else None
+        if shadow is None or shadow.agreement is None:
+            for gauge in (self.shadow_agreement, self.shadow_pairs):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(namespace, name)
+            return
+        self.shadow_agreement.labels(namespace, name).set(shadow.agreement)
+        self.shadow_pairs.labels(namespace, name).set(shadow.pairs)
 
     def record_quality(self, namespace: str, name: str, revision: str, pass_rate: float) -> None:
         self.quality.labels(namespace, name, revision).set(pass_rate)

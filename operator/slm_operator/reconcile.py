@@ -233,6 +233,7 @@ class Reconciler:
         self.metrics.set_phase(*key, status.phase)
         self.metrics.set_replicas(*key, status.revisions)
         self.metrics.set_costs(*key, status)
+        self.metrics.set_shadow(*key, status)
         if previous is not None and status_document(previous) == document:
             return status.phase
         try:

@@ -14,6 +14,7 @@ from typing import Final
 from ray.util import metrics
 
 from slm_serving.samples import SampleWindow
+from slm_serving.shadow import ShadowOutcome
 
 TTFT_BUCKETS: Final = [
     0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
@@ -80,6 +81,14 @@ class RouterMetrics:
             description="Generated tokens of successful requests.",
             tag_keys=("revision",),
         )
+        self.shadow = metrics.Counter(
+            "slm_router_shadow_requests_total",
+            description="Shadow phase: sampled user requests by shadowed revision and outcome: agreed, "
+            "disagreed (pairs compared), canary_error (the copy failed), stable_error (the user's answer "
+            "failed: not compared), abandoned (the user's answer never came), skipped_rate and "
+            "skipped_in_flight (not copied: over maxShadowRps, maxInFlight).",
+            tag_keys=("revision", "outcome"),
+        )
 
     def set_live(self, revisions: Iterable[str]) -> None:
         """The revisions that may appear as tag values (the router's current routes)."""
@@ -113,6 +122,11 @@ class RouterMetrics:
     def observe_ttft(self, revision: str, endpoint: str, seconds: float) -> None:
         self.window.record_ttft(revision, seconds)
         self.ttft.observe(seconds, {"revision": revision_tag(revision, self._live), "endpoint": endpoint})
+
+    def observe_shadow(self, revision: str, outcome: ShadowOutcome) -> None:
+        """One sampled request of the shadow phase (`revision`: the shadowed one). Bounded tags: the live
+        revisions (and `other`) times the seven outcomes."""
+        self.shadow.inc(1, {"revision": revision_tag(revision, self._live), "outcome": outcome.value})
 
     def observe_validation(self, revision: str | None, status: int) -> None:
         """One finished request of the operator's."""

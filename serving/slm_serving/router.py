@@ -145,7 +145,7 @@ class Router:
         self._pending = 0
         self._waiting: dict[str, set[asyncio.Future[Any]]] = {}
         self._metrics = RouterMetrics()
-        self._shadow = Shadower()
+        self._shadow = Shadower(self._metrics.observe_shadow)
         self._watcher: asyncio.Task[None] | None = None
         self._configure(config)
 

@@ -15,8 +15,9 @@ Per pair the router records whether the answers agree (`comparison`: `exact`, `n
 `expectations` — both pass or fail each golden prompt's rules alike), both latencies and errors, in
 `ShadowRecorder`: counters since the phase began (its `epoch`), the latest `LATENCY_WINDOW` latency
 pairs and the `WORST_KEPT` most different answers (prompt and both answers, truncated). The operator
-reads them at `GET /slm/shadow` (with its pin token). Shadow answers are never returned to anyone and
-never enter the user metrics or the sample window (`slm_serving.samples`).
+reads them at `GET /slm/shadow` (with its pin token). Each sampled request's `ShadowOutcome` also goes
+to the router's Prometheus counter (`RouterMetrics.observe_shadow`), for dashboards. Shadow answers are
+never returned to anyone and never enter the user metrics or the sample window (`slm_serving.samples`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from enum import StrEnum
+from typing import Any, Final, Literal
 
 from slm_serving.config import AnswerRules, ShadowConfig
 from slm_serving.expectations import check_answer
@@ -163,6 +165,29 @@ class Answer:
         return self.status < 400 and self.text is not None
 
 
+class ShadowOutcome(StrEnum):
+    """What became of one sampled request: the `outcome` tag of `slm_router_shadow_requests_total`."""
+
+    AGREED = "agreed"
+    """A pair compared: both answered, the answers agree."""
+    DISAGREED = "disagreed"
+    """A pair compared: both answered, the answers differ."""
+    CANARY_ERROR = "canary_error"
+    """The copy failed (an HTTP error, no readable answer, a timeout)."""
+    STABLE_ERROR = "stable_error"
+    """The user's own answer failed: nothing to compare with."""
+    ABANDONED = "abandoned"
+    """The user's answer never came within the copy's timeout (the client went away)."""
+    SKIPPED_RATE = "skipped_rate"
+    """Not copied: over max_rps."""
+    SKIPPED_IN_FLIGHT = "skipped_in_flight"
+    """Not copied: max_in_flight copies unanswered."""
+
+
+Admission = Literal["copy", "unsampled"] | Literal[ShadowOutcome.SKIPPED_RATE, ShadowOutcome.SKIPPED_IN_FLIGHT]
+"""`ShadowRecorder.admit`'s answer: copy it, not sampled (not counted at all), or skipped by a bound."""
+
+
 @dataclass(frozen=True)
 class Disagreement:
     distance: float
@@ -201,40 +226,45 @@ class ShadowRecorder:
     def start(cls, config: ShadowConfig, now: float) -> ShadowRecorder:
         return cls(config, TokenBucket(config.max_rps, now))
 
-    def admit(self, draw: float, now: float) -> bool:
+    def admit(self, draw: float, now: float) -> Admission:
         """Copy this request? `draw` uniform in [0, 1): sampled at `fraction`, then within the bounds."""
         if draw >= self.config.fraction:
-            return False
-        if self.in_flight >= self.config.max_in_flight or not self.bucket.take(now):
+            return "unsampled"
+        if self.in_flight >= self.config.max_in_flight:
             self.skipped += 1
-            return False
+            return ShadowOutcome.SKIPPED_IN_FLIGHT
+        if not self.bucket.take(now):
+            self.skipped += 1
+            return ShadowOutcome.SKIPPED_RATE
         self.copies += 1
         self.in_flight += 1
-        return True
+        return "copy"
 
-    def record(self, prompt: str, stable: Answer | None, canary: Answer) -> None:
-        """A finished copy (`stable` None: the user's answer never came)."""
+    def record(self, prompt: str, stable: Answer | None, canary: Answer) -> ShadowOutcome:
+        """A finished copy (`stable` None: the user's answer never came). A copy that failed counts as a
+        canary error even when its user's answer failed or never came; its outcome is then the latter."""
         self.in_flight -= 1
         self.completed += 1
         if not canary.ok:
             self.canary_errors += 1
         if stable is None:
             self.abandoned += 1
-            return
+            return ShadowOutcome.ABANDONED
         if not stable.ok:
             self.stable_errors += 1
-            return
+            return ShadowOutcome.STABLE_ERROR
         if not canary.ok:
-            return
+            return ShadowOutcome.CANARY_ERROR
         assert stable.text is not None and canary.text is not None
         self.pairs += 1
         self.latency_ms.append((round(stable.latency_s * 1000, 2), round(canary.latency_s * 1000, 2)))
         apart = distance(self.config.comparison, self.config.rules, stable.text, canary.text)
         if apart == 0:
             self.agreed += 1
-            return
+            return ShadowOutcome.AGREED
         found = Disagreement(apart, prompt, stable.text[:TEXT_LIMIT], canary.text[:TEXT_LIMIT])
         self.worst = sorted([*self.worst, found], key=lambda d: -d.distance)[:WORST_KEPT]
+        return ShadowOutcome.DISAGREED
 
     def export(self) -> dict[str, object]:
         return {
@@ -263,6 +293,12 @@ class ShadowRecorder:
 
 Send = Callable[[str, Endpoint, bytes], Any]
 """(app name, endpoint, body) → an awaitable `Head` with `cancel()`: a Serve handle's response, or a task."""
+Count = Callable[[str, ShadowOutcome], None]
+"""(shadowed revision, outcome) of each sampled request: the router's Prometheus counter."""
+
+
+def _not_counted(revision: str, outcome: ShadowOutcome) -> None:
+    return None
 
 
 class ShadowPair:
@@ -289,9 +325,10 @@ class ShadowPair:
 class Shadower:
     """The router's shadow traffic: configured with `RouterUserConfig.shadow`, started per request."""
 
-    def __init__(self) -> None:
+    def __init__(self, count: Count = _not_counted) -> None:
         self._recorder: ShadowRecorder | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._count = count
 
     def configure(self, config: ShadowConfig | None, now: float) -> None:
         """A new phase (another revision or epoch) starts its counts afresh and cancels the copies of
@@ -316,7 +353,12 @@ class Shadower:
         """Copy this user request (sent to `chosen`) to the shadowed revision, if sampled and within
         the bounds; never awaits the copy."""
         recorder = self._recorder
-        if recorder is None or chosen == recorder.config.revision or not recorder.admit(draw, time.monotonic()):
+        if recorder is None or chosen == recorder.config.revision:
+            return None
+        admitted = recorder.admit(draw, time.monotonic())
+        if admitted != "copy":
+            if admitted != "unsampled":
+                self._count(recorder.config.revision, admitted)
             return None
         pair = ShadowPair()
         task = asyncio.get_running_loop().create_task(self._run(recorder, pair, endpoint, body, send))
@@ -352,4 +394,4 @@ class Shadower:
             canary = Answer(COPY_FAILED, None, time.monotonic() - started)
         stable = await pair.stable(config.timeout_s - (time.monotonic() - started))
         if recorder is self._recorder:
-            recorder.record(prompt, stable, canary)
+            self._count(config.revision, recorder.record(prompt, stable, canary))

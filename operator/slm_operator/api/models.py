@@ -30,6 +30,12 @@ QUANTITY_PATTERN = (
 """Kubernetes' resource.Quantity grammar, the pattern its own OpenAPI schema publishes for quantities."""
 
 
+Ratio = Annotated[float, Field(ge=1, le=100)]
+"""How many times the stable's figure a canary may reach (latency, TTFT, cost): 1 to 100."""
+Share = Annotated[float, Field(ge=0, le=1)]
+"""A share, 0 to 1: an error rate, a pass rate, an agreement."""
+
+
 def cel_rules(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
     """`json_schema_extra` carrying CEL rules: (rule, message[, fieldPath])."""
     validations = []
@@ -238,6 +244,13 @@ class TrafficStep(ApiModel):
     pause_seconds: int = Field(
         default=60, ge=0, le=86400, description="How long to hold this step while comparing live metrics."
     )
+    max_wait_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="After pauseSeconds, the longest the step may wait for a conclusive live comparison (enough "
+        "canary and stable requests); then the step fails: rolled back, or held with autoRollback false.",
+    )
 
 
 class ChatMessage(ApiModel):
@@ -287,22 +300,16 @@ class ValidationSpec(ApiModel):
         max_length=256,
         description="Golden prompts sent to the canary (pinned, before any user traffic) and the stable revision.",
     )
-    min_pass_rate: float = Field(
-        default=1.0, ge=0, le=1, description="Share of golden prompts the canary must pass (0 to 1)."
+    min_pass_rate: Share = Field(default=1.0, description="Share of golden prompts the canary must pass (0 to 1).")
+    max_latency_ratio: Ratio = Field(
+        default=1.5, description="Canary p95 latency may be at most this multiple of the stable's."
     )
-    max_latency_ratio: float = Field(
-        default=1.5, ge=1, le=100, description="Canary p95 latency may be at most this multiple of the stable's."
+    max_ttft_ratio: Ratio = Field(
+        default=1.5, description="Canary p95 time to first token may be at most this multiple."
     )
-    max_ttft_ratio: float = Field(
-        default=1.5, ge=1, le=100, description="Canary p95 time to first token may be at most this multiple."
-    )
-    max_error_rate: float = Field(
-        default=0.01, ge=0, le=1, description="Most errors per request the canary may have (0 to 1)."
-    )
-    max_cost_ratio: float | None = Field(
+    max_error_rate: Share = Field(default=0.01, description="Most errors per request the canary may have (0 to 1).")
+    max_cost_ratio: Ratio | None = Field(
         default=None,
-        ge=1,
-        le=100,
         description="At each traffic step, the canary's cost per output token may be at most this multiple of "
         "the stable's, both scaled to an equal share of the traffic (docs/rollout.md). Unset: costs are "
         "reported, not gated.",
@@ -331,17 +338,13 @@ class ShadowSpec(ApiModel):
         "punctuation and whitespace are ignored) or expectations (both pass or fail each golden prompt's "
         "expect rules alike).",
     )
-    min_agreement: float = Field(default=0.9, ge=0, le=1, description="Share of pairs that must agree (0 to 1).")
-    max_latency_ratio: float = Field(
+    min_agreement: Share = Field(default=0.9, description="Share of pairs that must agree (0 to 1).")
+    max_latency_ratio: Ratio = Field(
         default=2.0,
-        ge=1,
-        le=100,
         description="The median of the pairs' latency ratios (canary / stable, same request, same time) may be "
         "at most this.",
     )
-    max_error_rate: float = Field(
-        default=0.02, ge=0, le=1, description="Most failed copies per copy the canary may have (0 to 1)."
-    )
+    max_error_rate: Share = Field(default=0.02, description="Most failed copies per copy the canary may have (0 to 1).")
     max_shadow_rps: float = Field(
         default=5.0, gt=0, le=10000, description="Most copies started per second; more sampled requests are skipped."
     )

@@ -10,7 +10,8 @@ A rollout: the canary is added at weight 0 → once running, the golden prompts 
 the stable (RunValidation) → the gate (`gate.evaluate_validation`) passes → with `spec.rollout.shadow`,
 the shadow phase: live requests copied to the canary, still at 0 %, and its answers compared
 (ObserveShadow, `shadow.judge_shadow`) → the spec's traffic steps,
-each held `pauseSeconds` and judged on the router's recent requests (`live.compare_live`) → promote. A failure rolls
+each held `pauseSeconds` and judged on the router's recent requests (`live.compare_live`; a step still not
+conclusive `maxWaitSeconds` after its pause fails) → promote. A failure rolls
 back (or, with autoRollback false, holds traffic at the stable and waits for a command). A rolled-back
 revision is not retried until the spec's generation changes.
 """
@@ -388,7 +389,9 @@ class _Decider(Working):
         live = self.observed.live
         verdict: LiveVerdict | None = None
         if live is not None and live.canary_revision == canary:
-            verdict = compare_live(self.spec.rollout.validation, live, self.settings.live_limits)
+            verdict = compare_live(
+                self.spec.rollout.validation, live, self.settings.live_limits, stable_serves=step.weight < 100
+            )
             st.last_live = LiveComparison(
                 revision=canary,
                 step=rollout.step,
@@ -414,6 +417,9 @@ class _Decider(Working):
             else:
                 self._promote("all traffic steps passed")
             return
+        if remaining + timedelta(seconds=step.max_wait_seconds) <= timedelta(0):
+            self._step_timed_out(rollout, step.max_wait_seconds, verdict)
+            return
         self.actions.append(ObserveMetrics(canary, stable, rollout.step_started_at))
         if remaining > timedelta(0):
             self.message = f"{label}: holding {int(remaining.total_seconds())} s more"
@@ -421,6 +427,17 @@ class _Decider(Working):
             self.message = f"{label}: waiting for a conclusive comparison ({verdict.reason})"
         else:
             self.message = f"{label}: waiting for the router's samples to judge"
+
+    def _step_timed_out(self, rollout: RolloutStatus, max_wait_seconds: int, verdict: LiveVerdict | None) -> None:
+        """No conclusive comparison maxWaitSeconds after the pause: fail rather than promote unseen."""
+        step = self.spec.rollout.steps[rollout.step]
+        seen = verdict.reason if verdict is not None else "no samples from the router"
+        why = (
+            f"traffic step {rollout.step + 1} ({step.weight}%): live comparison not conclusive "
+            f"{max_wait_seconds} s after the pause (maxWaitSeconds): {seen}"
+        )
+        self._event("Warning", Reason.STEP_TIMEOUT, f"canary {self.status.canary_revision}: {why}")
+        self._fail(why)
 
     def _cost(self, rollout: RolloutStatus, live: LiveSamples, weight: int) -> CostComparison | None:
         """This step's cost per output token of canary and stable (accrued in `status.lastCost`)."""

@@ -12,8 +12,16 @@ buckets, so each check is a statistical test rather than a ratio of two noisy p9
   and, when the stable served beside it, also above the stable's (pooled two-proportion z-test, p < alpha):
   errors the stable shares are not the canary's doing.
 
-Nothing is judged below `min_requests` canary requests; a latency check with fewer than that many
-samples on either side (no streamed requests for TTFT, no stable traffic at weight 100) is NotCompared.
+Nothing is judged below `min_requests` canary requests. A latency check needs `min_requests` samples
+on each side. While the stable serves beside the canary (its weight above 0, requests in the window), a side
+short of that is **Inconclusive**, never a pass: a canary is not promoted on a comparison that was not made,
+and the step waits for more traffic, bounded by the step's `maxWaitSeconds`. The check is NotCompared, and
+the canary judged on its own (errors against maxErrorRate), only where no comparison can come: the stable
+gets no traffic (the step at weight 100, or no stable request since the step began), neither side has any
+sample of the metric (nothing streamed: no TTFT), or a short side already answered `decisive_requests`
+requests (its traffic mix has too few streamed requests to ever compare TTFT). The error check likewise waits
+while the canary's errors are above maxErrorRate but the stable beside it has too few requests to tell
+whether they are the canary's doing.
 A latency check still inconclusive after `decisive_requests` canary samples passes: a canary is rolled
 back only on evidence. Each pass tests again on more samples; alpha is kept small (0.01) because
 repeated looks at a canary near the limit add up.
@@ -81,18 +89,26 @@ class LiveVerdict:
         return tuple(c.reason for c in self.checks if c.outcome == "Fail")
 
 
-def compare_live(spec: ValidationSpec, live: LiveSamples, limits: LiveLimits) -> LiveVerdict:
-    """Canary vs stable at a traffic step: Fail if any check fails, Pass if all pass (or are not
-    comparable), else Inconclusive (the step waits for more traffic)."""
+def compare_live(
+    spec: ValidationSpec, live: LiveSamples, limits: LiveLimits, *, stable_serves: bool = True
+) -> LiveVerdict:
+    """Canary vs stable at a traffic step: Fail if any check fails, else Inconclusive (the step waits for
+    more traffic) if any is, else Pass (every check passed, or cannot be compared; see the module doc).
+
+    `stable_serves`: the stable has a share of this step's traffic (canary weight below 100). Without
+    one, the stable's few requests in the window (answers that began before the step) are not waited on.
+    """
     canary, stable = live.canary, live.stable
     minimum = max(1, limits.min_requests)
     if canary.requests < minimum:
         reason = f"{canary.requests} of {minimum} canary requests so far"
         return LiveVerdict("Inconclusive", (), reason)
+    stable_beside = stable_serves and stable.requests > 0
+    sides = _Sides(canary.requests, stable.requests, stable_beside)
     checks = (
-        _latency_check("latency", canary.latency_ms, stable.latency_ms, spec.max_latency_ratio, limits),
-        _latency_check("ttft", canary.ttft_ms, stable.ttft_ms, spec.max_ttft_ratio, limits),
-        _error_check(canary, stable, spec.max_error_rate, limits),
+        _latency_check("latency", canary.latency_ms, stable.latency_ms, spec.max_latency_ratio, sides, limits),
+        _latency_check("ttft", canary.ttft_ms, stable.ttft_ms, spec.max_ttft_ratio, sides, limits),
+        _error_check(canary, stable, spec.max_error_rate, stable_beside, limits),
     )
     outcomes = {c.outcome for c in checks}
     outcome: Outcome = "Fail" if "Fail" in outcomes else "Inconclusive" if "Inconclusive" in outcomes else "Pass"
@@ -103,11 +119,22 @@ def compare_live(spec: ValidationSpec, live: LiveSamples, limits: LiveLimits) ->
 _TITLES = {"latency": "latency", "ttft": "TTFT"}
 
 
+@dataclass(frozen=True)
+class _Sides:
+    """What a latency check needs to know beyond its samples: each side's requests, and whether the stable
+    serves beside the canary (so that waiting can bring it more samples)."""
+
+    canary_requests: int
+    stable_requests: int
+    stable_beside: bool
+
+
 def _latency_check(
     metric: Literal["latency", "ttft"],
     canary: Sequence[float],
     stable: Sequence[float],
     allowed: float,
+    sides: _Sides,
     limits: LiveLimits,
 ) -> LiveCheck:
     title = _TITLES[metric]
@@ -124,8 +151,7 @@ def _latency_check(
         stable_p95_ms=_rounded(percentile(stable, 95)) if stable else None,
     )
     if len(canary) < minimum or len(stable) < minimum:
-        reason = f"{title} not compared: {len(canary)} canary and {len(stable)} stable samples (need {minimum} each)"
-        return base.model_copy(update={"reason": reason})
+        return base.model_copy(update=_short_of_samples(title, len(canary), len(stable), sides, limits))
     test = mann_whitney(canary, [allowed * value for value in stable])
     canary_median, stable_median = median(canary), median(stable)
     ratio = canary_median / stable_median if stable_median > 0 else None
@@ -149,18 +175,49 @@ def _latency_check(
     return base.model_copy(update=update)
 
 
-def _error_check(canary: RevisionSamples, stable: RevisionSamples, allowed: float, limits: LiveLimits) -> LiveCheck:
+def _short_of_samples(title: str, canary: int, stable: int, sides: _Sides, limits: LiveLimits) -> dict[str, str]:
+    """A latency check with fewer than `min_requests` samples on a side: wait (Inconclusive) while more
+    can come; NotCompared only where no comparison can come (see the module doc)."""
+    minimum = max(1, limits.min_requests)
+    counts = f"{canary} canary and {stable} stable samples (need {minimum} each)"
+    if not sides.stable_beside:
+        return {
+            "outcome": "NotCompared",
+            "reason": f"{title} not compared: no stable traffic, the canary judged on its own",
+        }
+    if canary == 0 and stable == 0:
+        return {"outcome": "NotCompared", "reason": f"{title} not compared: no samples on either side"}
+    sides_short = [
+        requests for n, requests in ((canary, sides.canary_requests), (stable, sides.stable_requests)) if n < minimum
+    ]
+    if all(requests >= limits.decisive_requests for requests in sides_short):
+        said = f"{title} not compared: {counts} after {limits.decisive_requests} requests or more"
+        return {"outcome": "NotCompared", "reason": said}
+    return {"outcome": "Inconclusive", "reason": f"{title} not yet conclusive: {counts}"}
+
+
+def _error_check(
+    canary: RevisionSamples, stable: RevisionSamples, allowed: float, stable_beside: bool, limits: LiveLimits
+) -> LiveCheck:
     rate = canary.errors / canary.requests
     stable_rate = stable.errors / stable.requests if stable.requests else None
     p_allowed = binomial_p_at_least(canary.errors, canary.requests, allowed)
-    beside = stable.requests >= max(1, limits.min_requests)
+    minimum = max(1, limits.min_requests)
+    beside = stable_beside and stable.requests >= minimum
     p_stable = two_proportion_p_greater(canary.errors, canary.requests, stable.errors, stable.requests)
     alpha = limits.significance
     said = f"live error rate {rate:.3f} ({canary.errors}/{canary.requests})"
     if stable_rate is not None:
         said += f", the stable's {stable_rate:.3f} ({stable.errors}/{stable.requests})"
-    if p_allowed < alpha and (not beside or p_stable < alpha):
-        outcome: Literal["Pass", "Fail"] = "Fail"
+    above_allowed = p_allowed < alpha
+    if above_allowed and stable_beside and not beside:
+        outcome: Literal["Pass", "Fail", "Inconclusive"] = "Inconclusive"
+        reason = (
+            f"{said} > maxErrorRate {allowed:.3f}, not yet conclusive: {stable.requests} of {minimum} stable "
+            "requests to tell whether the stable shares them"
+        )
+    elif above_allowed and (not beside or p_stable < alpha):
+        outcome = "Fail"
         reason = f"{said} > maxErrorRate {allowed:.3f} (p = {max(p_allowed, p_stable if beside else 0):.2g})"
     else:
         outcome, reason = "Pass", f"{said}: within maxErrorRate {allowed:.3f} or no worse than the stable's"

@@ -46,6 +46,8 @@ class Reason(StrEnum):
     SHADOW_LATENCY = shadow.SHADOW_LATENCY
     SHADOW_TIMEOUT = shadow.SHADOW_TIMEOUT
     STEP_STARTED = "TrafficStepStarted"
+    STEP_TIMEOUT = "TrafficStepTimeout"
+    """A traffic step's live comparison was still not conclusive maxWaitSeconds after its pause."""
     PAUSED = "Paused"
     RESUMED = "Resumed"
     PROMOTED = "Promoted"

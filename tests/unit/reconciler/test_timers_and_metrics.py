@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from slm_operator.api.models import CostComparison, RevisionStatus, RevisionTemplate, SLMDeploymentStatus
+from slm_operator.api.models import (
+    CostComparison,
+    RevisionStatus,
+    RevisionTemplate,
+    ShadowResult,
+    SLMDeploymentStatus,
+)
 from slm_operator.handlers import autoscaled, needs_timer
 from slm_operator.metrics import OperatorMetrics
 
@@ -107,4 +113,38 @@ def test_cost_gauges_exist_only_while_the_costed_rollout_is_in_progress() -> Non
     assert series() == set()
     metrics.set_costs("ns", "tiny", rolling)
     metrics.set_costs("ns", "tiny", None)  # deleted
+    assert series() == set()
+
+
+def test_shadow_gauges_show_the_last_shadow_phase_until_the_deployment_is_gone() -> None:
+    metrics = OperatorMetrics()
+
+    def series() -> set[str]:
+        lines = generate_latest(metrics.registry).decode().splitlines()
+        return {line for line in lines if line.startswith("slm_rollout_shadow")}
+
+    def judged(pairs: int, agreed: int) -> SLMDeploymentStatus:
+        shadow = ShadowResult(
+            revision="bbb",
+            since="2026-11-01T12:00:00Z",
+            time="2026-11-01T12:01:00Z",
+            outcome="Inconclusive",
+            comparison="normalized",
+            pairs=pairs,
+            agreed=agreed,
+            agreement=round(agreed / pairs, 4) if pairs else None,
+        )
+        return SLMDeploymentStatus(stable_revision="aaa", canary_revision="bbb", last_shadow=shadow)
+
+    metrics.set_shadow("ns", "tiny", judged(0, 0))  # no pair yet: nothing to show
+    assert series() == set()
+    metrics.set_shadow("ns", "tiny", judged(40, 30))
+    assert series() == {
+        'slm_rollout_shadow_agreement{name="tiny",namespace="ns"} 0.75',
+        'slm_rollout_shadow_pairs{name="tiny",namespace="ns"} 40.0',
+    }
+    promoted = judged(40, 30).model_copy(update={"stable_revision": "bbb", "canary_revision": None})
+    metrics.set_shadow("ns", "tiny", promoted)  # the last phase's figures stay, as in status
+    assert len(series()) == 2
+    metrics.set_shadow("ns", "tiny", None)  # deleted
     assert series() == set()

@@ -402,6 +402,53 @@ ROWS: dict[str, Row] = {
         acts=(APPLY_STEP1,),
         check=lambda s: s.last_live is not None and "not shown slower than allowed after 400" in s.last_live.reason,
     ),
+    "step-waits-while-the-stable-is-short-of-samples": Row(
+        states.step0,
+        t=300,
+        observed={"live": LiveSamples(B, traffic(latency=900), traffic(10))},  # slow, but nothing to compare with
+        phase=Phase.PROGRESSING,
+        weights=((A, 80), (B, 20)),
+        acts=(OBSERVE_STEP0,),
+        message="latency not yet conclusive: 100 canary and 10 stable samples (need 20 each)",
+        check=lambda s: s.last_live is not None and s.last_live.outcome == "Inconclusive",
+    ),
+    "step-waits-until-max-wait-after-the-pause": Row(
+        states.step0,
+        t=629,  # step from t=20, pause 10 s, maxWaitSeconds 600 by default
+        observed=FEW_LIVE,
+        phase=Phase.PROGRESSING,
+        weights=((A, 80), (B, 20)),
+        acts=(OBSERVE_STEP0,),
+    ),
+    "step-still-inconclusive-at-max-wait-rolls-back": Row(
+        states.step0,
+        t=630,
+        observed=FEW_LIVE,
+        phase=Phase.DEGRADED,
+        stable=A,
+        canary=None,
+        weights=((A, 100), (B, 0)),
+        conditions={"Degraded": ("True", "RolledBack")},
+        acts=(APPLY_A_B0,),
+        events=("TrafficStepTimeout", "RolledBack"),
+        message="traffic step 1 (20%): live comparison not conclusive 600 s after the pause (maxWaitSeconds): "
+        "5 of 20 canary requests so far",
+    ),
+    "step-unobserved-at-max-wait-holds-without-auto-rollback": Row(
+        lambda: states.step0(False),
+        t=40,
+        rollout={
+            "autoRollback": False,
+            "steps": [{"weight": 20, "pauseSeconds": 10, "maxWaitSeconds": 10}, {"weight": 100}],
+        },
+        phase=Phase.DEGRADED,
+        canary=B,
+        weights=((A, 100), (B, 0)),
+        conditions={"Degraded": ("True", "CanaryFailed")},
+        acts=(APPLY_A_B0,),
+        events=("TrafficStepTimeout", "CanaryFailed"),
+        message="not conclusive 10 s after the pause (maxWaitSeconds): no samples from the router",
+    ),
     "metrics-of-another-canary-ignored": Row(
         states.step0,
         t=300,
@@ -438,6 +485,17 @@ ROWS: dict[str, Row] = {
         conditions={"Degraded": ("True", "CanaryFailed")},
         acts=(APPLY_A_B0,),
         events=("CanaryFailed",),
+    ),
+    "last-step-at-100-does-not-wait-for-the-stables-stragglers": Row(
+        states.step1,
+        t=31,
+        observed={"live": LiveSamples(B, traffic(), traffic(3))},  # answers that began before the step
+        phase=Phase.READY,
+        stable=B,
+        canary=None,
+        check=lambda s: (
+            s.last_live is not None and "no stable traffic, the canary judged on its own" in s.last_live.reason
+        ),
     ),
     "last-step-promotes": Row(
         states.step1,

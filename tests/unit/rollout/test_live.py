@@ -16,6 +16,7 @@ NOISY_GOOD = RevisionSamples(  # the stable's distribution, but 5 of its 60 requ
     requests=60, latency_ms=traffic(55).latency_ms + (900.0,) * 5, ttft_ms=traffic(55).ttft_ms + (300.0,) * 5
 )
 NO_STREAMS = RevisionSamples(requests=100, latency_ms=traffic(100).latency_ms)
+FEW_STREAMS = RevisionSamples(requests=400, latency_ms=traffic(400).latency_ms, ttft_ms=traffic(10).ttft_ms)
 
 
 def live(canary: RevisionSamples, stable: RevisionSamples = STABLE) -> LiveSamples:
@@ -57,10 +58,58 @@ def live(canary: RevisionSamples, stable: RevisionSamples = STABLE) -> LiveSampl
             live(traffic(100, latency=900), RevisionSamples()),
             "Pass",
             ("NotCompared", "NotCompared", "Pass"),
-            "latency not compared: 100 canary and 0 stable samples (need 40 each)",
-            id="no-stable-traffic-at-100",
+            "latency not compared: no stable traffic, the canary judged on its own",
+            id="no-stable-traffic",
         ),
-        pytest.param(live(NO_STREAMS), "Pass", ("Pass", "NotCompared", "Pass"), "TTFT not compared", id="no-streams"),
+        pytest.param(
+            live(traffic(100), traffic(10)),
+            "Inconclusive",
+            ("Inconclusive", "Inconclusive", "Pass"),
+            "latency not yet conclusive: 100 canary and 10 stable samples (need 40 each)",
+            id="stable-short-of-samples-waits",
+        ),
+        pytest.param(
+            live(traffic(100, latency=900), traffic(10)),
+            "Inconclusive",
+            ("Inconclusive", "Inconclusive", "Pass"),
+            "latency not yet conclusive",
+            id="slow-canary-beside-a-short-stable-is-not-passed",
+        ),
+        pytest.param(
+            live(NO_STREAMS, NO_STREAMS),
+            "Pass",
+            ("Pass", "NotCompared", "Pass"),
+            "TTFT not compared: no samples on either side",
+            id="no-streams-on-either-side",
+        ),
+        pytest.param(
+            live(NO_STREAMS),
+            "Inconclusive",
+            ("Pass", "Inconclusive", "Pass"),
+            "TTFT not yet conclusive: 0 canary and 200 stable samples",
+            id="no-canary-streams-yet-waits",
+        ),
+        pytest.param(
+            live(FEW_STREAMS),
+            "Pass",
+            ("Pass", "NotCompared", "Pass"),
+            "TTFT not compared: 10 canary and 200 stable samples (need 40 each) after 400 requests",
+            id="few-canary-streams-after-the-decisive-count",
+        ),
+        pytest.param(
+            live(traffic(100), FEW_STREAMS),
+            "Pass",
+            ("Pass", "NotCompared", "Pass"),
+            "TTFT not compared: 100 canary and 10 stable samples",
+            id="few-stable-streams-after-the-decisive-count",
+        ),
+        pytest.param(
+            live(traffic(100, errors=10), traffic(10, errors=3)),
+            "Inconclusive",
+            ("Inconclusive", "Inconclusive", "Inconclusive"),
+            "> maxErrorRate 0.010, not yet conclusive: 10 of 40 stable requests",
+            id="errors-beside-a-short-stable-wait",
+        ),
         pytest.param(
             live(traffic(100, errors=3)),
             "Pass",
@@ -79,7 +128,7 @@ def live(canary: RevisionSamples, stable: RevisionSamples = STABLE) -> LiveSampl
             id="errors-the-stable-shares",
         ),
         pytest.param(
-            live(traffic(100, errors=100)), "Fail", ("NotCompared", "NotCompared", "Fail"), "1.000", id="all-errors"
+            live(traffic(100, errors=100)), "Fail", ("Inconclusive", "Inconclusive", "Fail"), "1.000", id="all-errors"
         ),
     ],
 )
@@ -89,6 +138,24 @@ def test_compare_live(samples: LiveSamples, outcome: str, checks: tuple[str, ...
     assert tuple(c.outcome for c in verdict.checks) == checks, verdict.reason
     assert reason in verdict.reason
     assert compare_live(SPEC, samples, LIMITS) == verdict  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("canary", "stable", "outcome", "reason"),
+    [
+        pytest.param(traffic(100), traffic(10), "Pass", "no stable traffic, the canary judged on its own", id="good"),
+        pytest.param(traffic(100, errors=10), traffic(10, errors=3), "Fail", "> maxErrorRate 0.010 (p = ", id="errs"),
+        pytest.param(traffic(100, latency=900), traffic(100), "Fail", "slower than allowed", id="stragglers-enough"),
+    ],
+)
+def test_at_weight_100_the_stables_stragglers_are_not_waited_on(
+    canary: RevisionSamples, stable: RevisionSamples, outcome: str, reason: str
+) -> None:
+    """At weight 100 the stable gets no new requests: the few that began before the step are compared
+    with when there are enough of them, and never waited on."""
+    verdict = compare_live(SPEC, live(canary, stable), LIMITS, stable_serves=False)
+    assert verdict.outcome == outcome, verdict.reason
+    assert reason in verdict.reason
 
 
 def test_stalls_in_the_tail_break_a_p95_ratio_but_not_the_rank_test() -> None:

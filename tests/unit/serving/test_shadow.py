@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 
 from slm_serving.config import AnswerRules, ShadowConfig
+from slm_serving.metrics import RouterMetrics
 from slm_serving.protocol import Endpoint, Head
 from slm_serving.shadow import (
     COPY_FAILED,
     WORST_KEPT,
     Answer,
     Shadower,
+    ShadowOutcome,
     ShadowRecorder,
     TokenBucket,
     answer_text,
@@ -104,26 +106,35 @@ def test_distance_ranks_how_different_answers_are() -> None:
 
 def test_recorder_counts_pairs_errors_skips_and_keeps_the_worst() -> None:
     recorder = ShadowRecorder.start(_config(fraction=0.5, max_in_flight=3, max_rps=100.0), now=0.0)
-    assert not recorder.admit(0.7, now=0.0)  # not sampled: not counted at all
-    assert [recorder.admit(0.1, now=0.0) for _ in range(4)] == [True, True, True, False]  # in flight
+    assert recorder.admit(0.7, now=0.0) == "unsampled"  # not counted at all
+    assert [recorder.admit(0.1, now=0.0) for _ in range(4)] == ["copy"] * 3 + [ShadowOutcome.SKIPPED_IN_FLIGHT]
     assert (recorder.copies, recorder.skipped, recorder.in_flight) == (3, 1, 3)
     ok = Answer(200, " Paris", 0.1)
-    recorder.record("q1", ok, Answer(200, " Paris", 0.2))
-    recorder.record("q2", ok, Answer(500, None, 0.05))  # the canary failed
-    recorder.record("q3", Answer(503, None, 0.1), Answer(200, " Paris", 0.2))  # the user's failed: not compared
+    assert recorder.record("q1", ok, Answer(200, " Paris", 0.2)) == ShadowOutcome.AGREED
+    assert recorder.record("q2", ok, Answer(500, None, 0.05)) == ShadowOutcome.CANARY_ERROR
+    user_failed = recorder.record("q3", Answer(503, None, 0.1), Answer(200, " Paris", 0.2))  # not compared
+    assert user_failed == ShadowOutcome.STABLE_ERROR
     assert (recorder.pairs, recorder.agreed, recorder.canary_errors, recorder.stable_errors) == (1, 1, 1, 1)
     assert recorder.in_flight == 0 and list(recorder.latency_ms) == [(100.0, 200.0)]
     for index in range(WORST_KEPT + 2):
-        assert recorder.admit(0.0, now=1.0 + index)
-        recorder.record(f"q{index}", ok, Answer(200, " Paris" + "x" * index, 0.1))
+        assert recorder.admit(0.0, now=1.0 + index) == "copy"
+        outcome = recorder.record(f"q{index}", ok, Answer(200, " Paris" + "x" * index, 0.1))
+        assert outcome == (ShadowOutcome.AGREED if index == 0 else ShadowOutcome.DISAGREED)
     exported = recorder.export()
     worst = exported["worst"]
     assert isinstance(worst, list) and len(worst) == WORST_KEPT
     assert [w["prompt"] for w in worst] == ["q6", "q5", "q4", "q3", "q2"]  # most different first
     assert worst[0]["stable"] == " Paris" and worst[0]["canary"] == " Parisxxxxxx"
     assert (exported["pairs"], exported["agreed"], exported["skipped"]) == (8, 2, 1)  # q0 agreed too
-    recorder.record("late", None, Answer(200, "x", 0.1))  # the user went away
+    assert recorder.record("late", None, Answer(200, "x", 0.1)) == ShadowOutcome.ABANDONED  # the user went away
     assert recorder.abandoned == 1
+
+
+def test_recorder_tells_the_rate_bound_from_the_in_flight_bound() -> None:
+    recorder = ShadowRecorder.start(_config(fraction=1.0, max_in_flight=10, max_rps=1.0), now=0.0)
+    assert [recorder.admit(0.0, now=0.0) for _ in range(2)] == ["copy", ShadowOutcome.SKIPPED_RATE]
+    assert recorder.admit(0.0, now=1.0) == "copy"  # a second later the bucket has a token again
+    assert (recorder.copies, recorder.skipped) == (2, 1)
 
 
 class _Copies:
@@ -178,19 +189,22 @@ def test_shadower_never_waits_for_the_copy_and_compares_when_both_are_in() -> No
 
 def test_shadower_bounds_copies_in_flight_and_times_out_a_slow_revision() -> None:
     async def scenario() -> tuple[dict[str, Any], int]:
-        shadower, copies = Shadower(), _Copies(delay_s=3600)
+        counted: list[tuple[str, ShadowOutcome]] = []
+        shadower, copies = Shadower(lambda *tags: counted.append(tags)), _Copies(delay_s=3600)
         shadower.configure(_config(max_in_flight=2, timeout_s=0.1), now=0.0)
         pairs = [shadower.start("stable", "completions", b'{"prompt": "q"}', 0.0, copies.send) for _ in range(3)]
         assert [p is not None for p in pairs] == [True, True, False]
+        assert counted == [("canary", ShadowOutcome.SKIPPED_IN_FLIGHT)]  # counted as it is refused
         for pair in pairs:
             if pair is not None:
                 pair.resolve(200, b'{"choices": [{"text": "a"}]}', 0.01)
         await asyncio.sleep(0.3)
-        return json.loads(shadower.export()), copies.cancelled
+        return json.loads(shadower.export()), copies.cancelled, counted
 
-    shadow, cancelled = _run(scenario)
+    shadow, cancelled, counted = _run(scenario)
     assert (shadow["copies"], shadow["skipped"], shadow["canaryErrors"], shadow["inFlight"]) == (2, 1, 2, 0)
     assert cancelled == 2  # the timed-out calls were cancelled on the engine
+    assert counted[1:] == [("canary", ShadowOutcome.CANARY_ERROR)] * 2
 
 
 def test_a_new_epoch_starts_afresh_and_cancels_the_last_phase_copies() -> None:
@@ -239,6 +253,40 @@ def test_router_answers_the_user_from_the_chosen_revision_and_copies_aside() -> 
     # Copies are not user traffic: the sample window counts the three user requests only.
     assert samples["revisions"]["local"]["requests"] == 3
     assert samples["revisions"]["canary"]["requests"] == 0
+
+
+class _RecordingCounter:
+    """Stands in for Ray's metrics agent (the boundary the router's counters are exported through):
+    keeps each increment with its tags."""
+
+    def __init__(self) -> None:
+        self.increments: list[tuple[float, dict[str, str]]] = []
+
+    def inc(self, value: float, tags: dict[str, str]) -> None:
+        self.increments.append((value, tags))
+
+
+def test_router_counts_each_sampled_request_once_by_revision_and_outcome() -> None:
+    """The router's own Shadower feeds `slm_router_shadow_requests_total`; tags stay bounded (a revision
+    that is not live is `other`)."""
+    engine = FakeEngine()
+    shadow = _config(revision="canary", app_name="rev-local", max_in_flight=1).model_dump(mode="json")
+    router = _router(engine, routes={"local": 100, "canary": 0}, shadow=shadow)
+    counter = _RecordingCounter()
+    router._metrics.shadow = counter  # type: ignore[assignment]
+
+    async def scenario() -> None:
+        for _ in range(2):
+            await router.handle(_request("/v1/completions"))
+            await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert counter.increments == [(1, {"revision": "canary", "outcome": "agreed"})] * 2
+    metrics = RouterMetrics()
+    metrics.shadow = counter  # type: ignore[assignment]
+    metrics.set_live(["local"])
+    metrics.observe_shadow("retired", ShadowOutcome.SKIPPED_RATE)
+    assert counter.increments[-1] == (1, {"revision": "other", "outcome": "skipped_rate"})
 
 
 def test_failed_copy_is_a_canary_error_only() -> None:
