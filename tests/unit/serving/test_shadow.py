@@ -163,6 +163,15 @@ def _run(test: Callable[[], Any]) -> Any:
     return asyncio.run(test())
 
 
+async def _until(check: Callable[[dict[str, Any]], bool], shadower: Shadower, timeout_s: float = 10.0) -> None:
+    """Yield to the copies' tasks until the shadower's export satisfies `check` (a loaded machine can
+    take far longer than the copies' own delays)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check(json.loads(shadower.export())):
+        assert asyncio.get_running_loop().time() < deadline, shadower.export()
+        await asyncio.sleep(0.01)
+
+
 def test_shadower_never_waits_for_the_copy_and_compares_when_both_are_in() -> None:
     async def scenario() -> dict[str, Any]:
         shadower, copies = Shadower(), _Copies(text=" Lyon", delay_s=0.05)
@@ -172,7 +181,7 @@ def test_shadower_never_waits_for_the_copy_and_compares_when_both_are_in() -> No
         assert pair is not None and copies.bodies == []  # the copy starts in its own task
         assert shadower.start("canary", "completions", body, 0.0, copies.send) is None  # never to itself
         pair.resolve(200, ['data: {"choices": [{"text": " Paris"}]}\n\n', "data: [DONE]\n\n"], 0.02)
-        await asyncio.sleep(0.2)
+        await _until(lambda shadow: shadow["pairs"] == 1, shadower)
         assert json.loads(copies.bodies[0])["stream"] is False
         return json.loads(shadower.export())
 
@@ -198,7 +207,7 @@ def test_shadower_bounds_copies_in_flight_and_times_out_a_slow_revision() -> Non
         for pair in pairs:
             if pair is not None:
                 pair.resolve(200, b'{"choices": [{"text": "a"}]}', 0.01)
-        await asyncio.sleep(0.3)
+        await _until(lambda shadow: shadow["inFlight"] == 0 and shadow["canaryErrors"] == 2, shadower)
         return json.loads(shadower.export()), copies.cancelled, counted
 
     shadow, cancelled, counted = _run(scenario)
