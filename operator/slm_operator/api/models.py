@@ -145,6 +145,14 @@ class AdapterSpec(ApiModel):
         pattern=MODEL_SOURCE_PATTERN,
         description="Where the adapter's weights are (same schemes as spec.model.source).",
     )
+    rank: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        description="The adapter's LoRA rank (`r` in its adapter_config.json). The engines are started with "
+        "max_lora_rank the smallest rank vLLM supports that fits the largest adapter, and max_loras twice the "
+        "number of adapters (old and new version of each during its rollout). Unset: 16, vLLM's default.",
+    )
 
 
 # ---------------------------------------------------------------- spec.resources

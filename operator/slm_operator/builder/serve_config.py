@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.builder.revisions import ReplicaBounds, live_revisions, revision_bounds, serving_revision
 from slm_operator.constants import SERVE_PORT
+from slm_operator.rollout.adapters import DEFAULT_ADAPTER_RANK, adapter_version, engine_capacity
 from slm_serving.config import (
     API_ROUTE_PREFIX,
     ENGINE_DEPLOYMENT_NAME,
@@ -28,7 +29,8 @@ from slm_serving.config import (
     ROUTER_DEPLOYMENT_NAME,
     ROUTER_IMPORT_PATH,
     ROUTER_ROUTE_PREFIX,
-    AdapterConfig,
+    AdapterRoute,
+    AdapterVersionRoute,
     AnswerRules,
     EngineConfig,
     HTTPOptions,
@@ -50,7 +52,9 @@ ENGINE_GRACEFUL_SHUTDOWN_S = 300.0
 
 
 def build_engine_config(template: RevisionTemplate) -> EngineConfig:
+    """The revision's vLLM engine; its LoRA capacity derived from the adapters (`engine_capacity`)."""
     model = template.model
+    capacity = engine_capacity(template.adapters)
     return EngineConfig(
         source=model.source,
         revision=model.revision,
@@ -60,7 +64,8 @@ def build_engine_config(template: RevisionTemplate) -> EngineConfig:
         max_model_len=model.max_model_len,
         tensor_parallel_size=max(1, template.gpus_per_replica),
         engine_args=dict(model.engine_args),
-        adapters=tuple(AdapterConfig(name=a.name, source=a.source) for a in template.adapters),
+        max_loras=capacity.max_loras if capacity else 0,
+        max_lora_rank=capacity.max_lora_rank if capacity else DEFAULT_ADAPTER_RANK,
     )
 
 
@@ -100,6 +105,7 @@ def build_router_config(
     revisions: Sequence[RevisionStatus],
     pin_digest: str | None = None,
     shadow: ShadowConfig | None = None,
+    adapter_revision: str | None = None,
 ) -> RouterUserConfig:
     """The routes, accepted model names (base model and every live revision's adapters), the limits of
     `spec.router` (the body cap sized for the longest live context), the operator's pin digest and the
@@ -107,7 +113,14 @@ def build_router_config(
     router = spec.router
     return RouterUserConfig(
         served_model_name=spec.model.served_model_name,
-        adapter_names=tuple(sorted({a.name for r in revisions for a in r.template.adapters})),
+        adapters=tuple(
+            AdapterRoute(
+                name=a.name,
+                versions=(AdapterVersionRoute(version=adapter_version(a.source), source=a.source, weight=100),),
+            )
+            for a in sorted({a.name: a for r in revisions for a in r.template.adapters}.values(), key=lambda a: a.name)
+        ),
+        adapter_revision=adapter_revision,
         routes=tuple(
             RevisionRoute(revision=r.name, app_name=revision_app_name(r.name), weight=r.weight) for r in revisions
         ),
@@ -209,7 +222,9 @@ def build_serve_config(
     revisions = live_revisions(spec, status)
     bounds = revision_bounds(spec, status)
     direct = direct_revision(spec, status)
-    router = build_router_config(spec, revisions, pin_digest, build_shadow_config(spec, status))
+    router = build_router_config(
+        spec, revisions, pin_digest, build_shadow_config(spec, status), serving_revision(revisions, status)
+    )
     return ServeConfigV2(
         http_options=HTTPOptions(port=port),
         applications=(

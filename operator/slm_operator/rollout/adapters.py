@@ -41,6 +41,7 @@ from slm_operator.api.models import (
 from slm_operator.rollout.actions import EmitEvent
 from slm_operator.rollout.conditions import format_time, parse_time
 from slm_operator.rollout.gate import ValidationRun, evaluate_validation
+from slm_serving.config import adapter_engine_name
 
 ADAPTER_VERSION_LENGTH = 8
 SUPPORTED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -54,9 +55,8 @@ def adapter_version(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:ADAPTER_VERSION_LENGTH]
 
 
-def engine_adapter_name(name: str, version: str) -> str:
-    """The name vLLM knows one version of an adapter by (two versions may be loaded at once)."""
-    return f"{name}@{version}"
+engine_adapter_name = adapter_engine_name
+"""The name vLLM knows one version of an adapter by (two versions may be loaded at once)."""
 
 
 # ---------------------------------------------------------------- spec and status
@@ -180,40 +180,44 @@ class CapacityError:
     message: str
 
 
-def plan_capacity(
-    adapters: Sequence[AdapterSpec],
-    ranks: Mapping[str, int],
-    concurrent_rollouts: int,
-    limit: AdapterCapacity | None = None,
-) -> AdapterCapacity | CapacityError:
+def adapter_rank(adapter: AdapterSpec) -> int:
+    return adapter.rank or DEFAULT_ADAPTER_RANK
+
+
+def required_capacity(adapters: Sequence[AdapterSpec], concurrent_rollouts: int) -> AdapterCapacity:
     """`max_loras` / `max_lora_rank` for `adapters` with room for `concurrent_rollouts` canary versions
-    (old + new), or why they cannot fit `limit` (the running engine's, which only a restart changes)."""
-    needed_rank = max((ranks.get(a.name, DEFAULT_ADAPTER_RANK) for a in adapters), default=0)
-    for index, adapter in enumerate(adapters):
-        rank = ranks.get(adapter.name, DEFAULT_ADAPTER_RANK)
-        if rank > SUPPORTED_LORA_RANKS[-1]:
-            return CapacityError(
-                f"spec.adapters[{index}]",
-                f"rank {rank} exceeds vLLM's largest max_lora_rank {SUPPORTED_LORA_RANKS[-1]}",
-            )
-    rank = next((r for r in SUPPORTED_LORA_RANKS if r >= needed_rank), SUPPORTED_LORA_RANKS[0])
-    wanted = AdapterCapacity(
+    (old + new of one adapter loaded at once). The CRD bounds every rank by vLLM's largest."""
+    needed_rank = max((adapter_rank(a) for a in adapters), default=0)
+    rank = next((r for r in SUPPORTED_LORA_RANKS if r >= needed_rank), SUPPORTED_LORA_RANKS[-1])
+    return AdapterCapacity(
         max_loras=max(1, len(adapters) + min(concurrent_rollouts, len(adapters))), max_lora_rank=rank
     )
-    if limit is None:
-        return wanted
+
+
+def engine_capacity(adapters: Sequence[AdapterSpec]) -> AdapterCapacity | None:
+    """What a revision's engines start with: room for every adapter's old and new version at once, so
+    no adapter rollout needs a restart; None (LoRA off) without adapters."""
+    return required_capacity(adapters, len(adapters)) if adapters else None
+
+
+def plan_capacity(
+    adapters: Sequence[AdapterSpec], concurrent_rollouts: int, limit: AdapterCapacity
+) -> AdapterCapacity | CapacityError:
+    """The capacity `adapters` need with `concurrent_rollouts` in flight, or why it exceeds `limit` (the
+    running engines', which only a new revision changes), naming the field."""
+    wanted = required_capacity(adapters, concurrent_rollouts)
     if wanted.max_lora_rank > limit.max_lora_rank:
+        index, adapter = max(enumerate(adapters), key=lambda item: adapter_rank(item[1]))
         return CapacityError(
-            "spec.adapters",
-            f"an adapter of rank {needed_rank} needs max_lora_rank {wanted.max_lora_rank}, the running engines have "
-            f"{limit.max_lora_rank}: change spec.model.engineArgs.max_lora_rank (a new revision)",
+            f"spec.adapters[{index}].rank",
+            f"adapter {adapter.name} of rank {adapter_rank(adapter)} needs max_lora_rank {wanted.max_lora_rank}, "
+            f"the running engines have {limit.max_lora_rank}",
         )
     if wanted.max_loras > limit.max_loras:
         return CapacityError(
             "spec.adapters",
             f"{len(adapters)} adapters with {concurrent_rollouts} rolling out need max_loras {wanted.max_loras}, "
-            f"the running engines have {limit.max_loras}: remove adapters or raise "
-            "spec.model.engineArgs.max_loras (a new revision)",
+            f"the running engines have {limit.max_loras}",
         )
     return wanted
 

@@ -25,7 +25,9 @@ from slm_operator.rollout.adapters import (
     adapter_version,
     decide_adapters,
     engine_adapter_name,
+    engine_capacity,
     plan_capacity,
+    required_capacity,
 )
 from slm_operator.rollout.gate import PromptOutcome, ValidationRun
 
@@ -171,27 +173,52 @@ def test_prompts_naming_an_adapter_else_the_default_set(adapter: str, expected: 
     assert [p.name for p in chosen] == expected
 
 
-ADAPTERS = [AdapterSpec(name="a", source=V1), AdapterSpec(name="b", source=V2)]
+def _adapters(*ranks: int | None) -> list[AdapterSpec]:
+    return [AdapterSpec(name=f"a{i}", source=f"tiny://lora-{i}", rank=r) for i, r in enumerate(ranks)]
+
+
+@pytest.mark.parametrize(
+    ("ranks", "rollouts", "expected"),
+    [
+        ((8, 8), 1, AdapterCapacity(max_loras=3, max_lora_rank=8)),
+        ((8, 20), 5, AdapterCapacity(max_loras=4, max_lora_rank=32)),
+        ((None, None), 0, AdapterCapacity(max_loras=2, max_lora_rank=16)),
+        ((300,), 1, AdapterCapacity(max_loras=2, max_lora_rank=320)),
+    ],
+)
+def test_required_capacity(ranks: tuple[int | None, ...], rollouts: int, expected: AdapterCapacity) -> None:
+    assert required_capacity(_adapters(*ranks), rollouts) == expected
+
+
+def test_engines_have_room_for_every_adapter_rolling_out_and_no_lora_without_adapters() -> None:
+    assert engine_capacity(_adapters(8, None, 64)) == AdapterCapacity(max_loras=6, max_lora_rank=64)
+    assert engine_capacity([]) is None
 
 
 @pytest.mark.parametrize(
     ("ranks", "rollouts", "limit", "expected"),
     [
-        ({"a": 8, "b": 8}, 1, None, AdapterCapacity(max_loras=3, max_lora_rank=8)),
-        ({"a": 8, "b": 20}, 5, None, AdapterCapacity(max_loras=4, max_lora_rank=32)),
-        ({}, 0, None, AdapterCapacity(max_loras=2, max_lora_rank=16)),
-        ({"a": 8, "b": 8}, 1, AdapterCapacity(3, 8), AdapterCapacity(max_loras=3, max_lora_rank=8)),
-        ({"a": 8, "b": 8}, 2, AdapterCapacity(3, 8), "need max_loras 4, the running engines have 3"),
-        ({"a": 8, "b": 64}, 0, AdapterCapacity(4, 16), "needs max_lora_rank 64, the running engines have 16"),
-        ({"a": 1024}, 0, None, "spec.adapters[0]: rank 1024 exceeds"),
+        ((8, 8), 1, AdapterCapacity(3, 8), AdapterCapacity(max_loras=3, max_lora_rank=8)),
+        (
+            (8, 8),
+            2,
+            AdapterCapacity(3, 8),
+            "spec.adapters: 2 adapters with 2 rolling out need max_loras 4, the running engines have 3",
+        ),
+        (
+            (8, 64),
+            0,
+            AdapterCapacity(4, 16),
+            "spec.adapters[1].rank: adapter a1 of rank 64 needs max_lora_rank 64, the running engines have 16",
+        ),
     ],
 )
-def test_plan_capacity(
-    ranks: dict[str, int], rollouts: int, limit: AdapterCapacity | None, expected: AdapterCapacity | str
+def test_plan_capacity_names_the_field_that_does_not_fit(
+    ranks: tuple[int, ...], rollouts: int, limit: AdapterCapacity, expected: AdapterCapacity | str
 ) -> None:
-    plan = plan_capacity(ADAPTERS, ranks, rollouts, limit)
+    plan = plan_capacity(_adapters(*ranks), rollouts, limit)
     if isinstance(expected, AdapterCapacity):
         assert plan == expected
     else:
         assert isinstance(plan, CapacityError)
-        assert expected in f"{plan.field}: {plan.message}"
+        assert f"{plan.field}: {plan.message}" == expected
