@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.api.models import (
+    AdapterRolloutStatus,
+    RevisionStatus,
+    RevisionTemplate,
+    SLMDeploymentSpec,
+    SLMDeploymentStatus,
+)
 from slm_operator.builder.revisions import ReplicaBounds, live_revisions, revision_bounds, serving_revision
 from slm_operator.constants import SERVE_PORT
 from slm_operator.rollout.adapters import DEFAULT_ADAPTER_RANK, adapter_version, engine_capacity
@@ -106,6 +112,7 @@ def build_router_config(
     pin_digest: str | None = None,
     shadow: ShadowConfig | None = None,
     adapter_revision: str | None = None,
+    adapter_rollouts: Sequence[AdapterRolloutStatus] = (),
 ) -> RouterUserConfig:
     """The routes, accepted model names (base model and every live revision's adapters), the limits of
     `spec.router` (the body cap sized for the longest live context), the operator's pin digest and the
@@ -113,13 +120,7 @@ def build_router_config(
     router = spec.router
     return RouterUserConfig(
         served_model_name=spec.model.served_model_name,
-        adapters=tuple(
-            AdapterRoute(
-                name=a.name,
-                versions=(AdapterVersionRoute(version=adapter_version(a.source), source=a.source, weight=100),),
-            )
-            for a in sorted({a.name: a for r in revisions for a in r.template.adapters}.values(), key=lambda a: a.name)
-        ),
+        adapters=build_adapter_routes(revisions, adapter_revision, adapter_rollouts),
         adapter_revision=adapter_revision,
         routes=tuple(
             RevisionRoute(revision=r.name, app_name=revision_app_name(r.name), weight=r.weight) for r in revisions
@@ -131,6 +132,33 @@ def build_router_config(
         idle_timeout_s=router.idle_timeout_seconds,
         shadow=shadow,
     )
+
+
+def build_adapter_routes(
+    revisions: Sequence[RevisionStatus], adapter_revision: str | None, rollouts: Sequence[AdapterRolloutStatus]
+) -> tuple[AdapterRoute, ...]:
+    """Every adapter of the live revisions (the adapter revision's source where two differ), each with
+    the versions every engine holds: from its rollout in `status.adapters` where there is one (stable
+    and canary with their weights; a canary still loading or validating at 0; none at all after a first
+    version failed), else the template's source at 100."""
+    templates = sorted(revisions, key=lambda r: r.name == adapter_revision)  # the adapter revision's last: it wins
+    adapters = {a.name: a for r in templates for a in r.template.adapters}
+    rollouts_by_name = {s.name: s for s in rollouts}
+    routes = []
+    for name in sorted(adapters):
+        rollout = rollouts_by_name.get(name)
+        versions: tuple[AdapterVersionRoute, ...]
+        if rollout is None:
+            source = adapters[name].source
+            versions = (AdapterVersionRoute(version=adapter_version(source), source=source, weight=100),)
+        else:
+            versions = tuple(
+                AdapterVersionRoute(version=v.version, source=v.source, weight=v.weight)
+                for v in (rollout.stable, rollout.canary)
+                if v is not None
+            )
+        routes.append(AdapterRoute(name=name, versions=versions))
+    return tuple(routes)
 
 
 def build_shadow_config(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> ShadowConfig | None:
@@ -223,7 +251,12 @@ def build_serve_config(
     bounds = revision_bounds(spec, status)
     direct = direct_revision(spec, status)
     router = build_router_config(
-        spec, revisions, pin_digest, build_shadow_config(spec, status), serving_revision(revisions, status)
+        spec,
+        revisions,
+        pin_digest,
+        build_shadow_config(spec, status),
+        serving_revision(revisions, status),
+        status.adapters if status is not None else (),
     )
     return ServeConfigV2(
         http_options=HTTPOptions(port=port),

@@ -16,8 +16,9 @@ of one adapter can be loaded side by side. A source that failed is not retried u
 another one. `plan_capacity` derives the engine's `max_loras` / `max_lora_rank` from the adapters in
 flight (old + new during a rollout) and says, naming the field, when a spec cannot fit.
 
-Like `rollout.decide`, nothing here does I/O, reads a clock or logs; the spec and status models the
-shells will persist live here too until the shells carry adapter rollouts out.
+Like `rollout.decide`, nothing here does I/O, reads a clock or logs. The statuses it returns are
+`status.adapters` (`api.models.AdapterRolloutStatus`), from which the builder lists the versions every
+engine holds and their weights (`builder.serve_config.build_adapter_routes`).
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from pydantic import Field
 
 from slm_operator.api.models import (
+    AdapterPhase,
+    AdapterRolloutStatus,
     AdapterSpec,
-    ApiModel,
+    AdapterVersionStatus,
     GoldenPrompt,
     TrafficStep,
-    ValidationResult,
     ValidationSpec,
 )
 from slm_operator.rollout.actions import EmitEvent
@@ -68,33 +69,6 @@ class AdapterGoldenPrompt(GoldenPrompt):
         description="The adapter this prompt tests (sent with `model` set to it). Unset: the default set, "
         "used for every adapter that no prompt names.",
     )
-
-
-class AdapterPhase(StrEnum):
-    LOADING = "Loading"
-    VALIDATING = "Validating"
-    STEPPING = "Stepping"
-    STABLE = "Stable"
-    FAILED = "Failed"
-
-
-class AdapterVersionStatus(ApiModel):
-    version: str = Field(description="Hash of the source.")
-    source: str = Field(description="Where its weights are.")
-    weight: int = Field(ge=0, le=100, description="Percent of the requests naming the adapter it answers.")
-
-
-class AdapterRolloutStatus(ApiModel):
-    name: str = Field(description="The adapter's name (what clients send as `model`).")
-    phase: AdapterPhase = Field(description="Loading, Validating, Stepping, Stable or Failed.")
-    stable: AdapterVersionStatus | None = Field(default=None, description="The version serving it.")
-    canary: AdapterVersionStatus | None = Field(default=None, description="The version being rolled out.")
-    step: int = Field(default=0, ge=0, description="Index of the current traffic step while Stepping.")
-    since: str = Field(description="When the phase or step began (RFC 3339).")
-    failed_source: str | None = Field(
-        default=None, description="A source that was rolled back: not retried until the spec names another."
-    )
-    validation: ValidationResult | None = Field(default=None, description="The canary's last golden-prompt gate.")
 
 
 # ---------------------------------------------------------------- actions and observation
