@@ -2,14 +2,17 @@
 
 Real Ray Serve 2.60 and the vLLM CPU build with the tiny base model and the tiny peft adapters
 (`tiny://lora-good` answers the capital three countries down the list, `tiny://lora-bad` eleven): one
-engine application that also routes (`/v1`). Adapter `atlas` v1 (good) serves; v2 (bad) is loaded
-beside it at weight 0 and only the operator's requests naming `atlas@v2` reach it; then v2 takes all
-of `atlas` and v1 is unloaded. The replica (its pid) is the same throughout, and the base model keeps
-answering from its own atlas. A source that cannot be loaded is reported, not fatal.
+engine application that also routes, with the route `/` (so it also answers the operator's
+`GET /slm/adapters`, which the router application answers in a deployment). Adapter `atlas` v1 (good)
+serves; v2 (bad) is loaded beside it at weight 0 and only the operator's requests naming `atlas@v2`
+reach it; then v2 takes all of `atlas` and v1 is unloaded. The replica (its pid) is the same
+throughout, and the base model keeps answering from its own atlas: a client asks it without pause
+during both swaps and no request fails. A source that cannot be loaded is reported, not fatal.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,9 +21,9 @@ import httpx
 import pytest
 
 from slm_serving.config import (
-    API_ROUTE_PREFIX,
     ENGINE_DEPLOYMENT_NAME,
     PIN_PROOF_HEADER,
+    ROUTER_ROUTE_PREFIX,
     AdapterRoute,
     AdapterVersionRoute,
     RevisionRoute,
@@ -64,7 +67,7 @@ def _config(versions: dict[str, tuple[str, int]]) -> ServeConfigV2:
     deployment = app.deployments[0].model_copy(update={"user_config": router.model_dump(mode="json")})
     return ServeConfigV2(
         applications=(
-            app.model_copy(update={"route_prefix": API_ROUTE_PREFIX, "args": args, "deployments": (deployment,)}),
+            app.model_copy(update={"route_prefix": ROUTER_ROUTE_PREFIX, "args": args, "deployments": (deployment,)}),
         )
     )
 
@@ -103,6 +106,40 @@ def _wait_for(local: LocalServe, loaded: set[str], errors: set[str] = frozenset(
     raise AssertionError(f"adapters never reached {loaded} (errors {errors}): {state}")
 
 
+class _BaseModelClient:
+    """Asks the base model one question after another until stopped; every answer not 200 is a failure."""
+
+    def __init__(self, local: LocalServe) -> None:
+        self._local = local
+        self._stop = threading.Event()
+        self.answered = 0
+        self.failures: list[str] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _BaseModelClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=180)
+
+    def _run(self) -> None:
+        question, _ = GOOD_QA[QUESTION_INDEX]
+        body = {"model": MODEL, "prompt": question, "max_tokens": 8, "temperature": 0}
+        with httpx.Client(timeout=120) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post(f"{self._local.url}/v1/completions", json=body)
+                except httpx.HTTPError as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if response.status_code == 200:
+                    self.answered += 1
+                else:
+                    self.failures.append(f"{response.status_code}: {response.text}")
+
+
 def _replica_pids(local: LocalServe) -> list[int]:
     app = local.details()["applications"][revision_app_name(REVISION)]
     return sorted(r["pid"] for r in app["deployments"][ENGINE_DEPLOYMENT_NAME]["replicas"])
@@ -116,22 +153,25 @@ def test_adapter_versions_load_and_unload_in_the_running_replica(lora_serve: Loc
     assert good_answer in _ask(lora_serve, "atlas")
     assert base_answer in _ask(lora_serve, MODEL)
 
-    # v2 beside v1 at weight 0: only the operator reaches it, by its version name.
-    lora_serve.apply(_config({"v1": ("tiny://lora-good", 100), "v2": ("tiny://lora-bad", 0)}), wait=False)
-    _wait_for(lora_serve, {"atlas@v1", "atlas@v2"})
-    assert bad_answer in _ask(lora_serve, "atlas@v2", operator=True)
-    assert all(good_answer in _ask(lora_serve, "atlas") for _ in range(3))
-    assert (
-        httpx.post(
-            f"{lora_serve.url}/v1/completions", json={"model": "atlas@v2", "prompt": "x"}, timeout=30
-        ).status_code
-        == 404
-    )
+    with _BaseModelClient(lora_serve) as base_client:
+        # v2 beside v1 at weight 0: only the operator reaches it, by its version name.
+        lora_serve.apply(_config({"v1": ("tiny://lora-good", 100), "v2": ("tiny://lora-bad", 0)}), wait=False)
+        _wait_for(lora_serve, {"atlas@v1", "atlas@v2"})
+        assert bad_answer in _ask(lora_serve, "atlas@v2", operator=True)
+        assert all(good_answer in _ask(lora_serve, "atlas") for _ in range(3))
+        assert (
+            httpx.post(
+                f"{lora_serve.url}/v1/completions", json={"model": "atlas@v2", "prompt": "x"}, timeout=30
+            ).status_code
+            == 404
+        )
 
-    # v2 takes all of `atlas`; v1 leaves the engine. Same replica, base model untouched.
-    lora_serve.apply(_config({"v2": ("tiny://lora-bad", 100)}), wait=False)
-    _wait_for(lora_serve, {"atlas@v2"})
-    assert bad_answer in _ask(lora_serve, "atlas")
+        # v2 takes all of `atlas`; v1 leaves the engine. Same replica, base model untouched.
+        lora_serve.apply(_config({"v2": ("tiny://lora-bad", 100)}), wait=False)
+        _wait_for(lora_serve, {"atlas@v2"})
+        assert bad_answer in _ask(lora_serve, "atlas")
+    assert base_client.failures == []
+    assert base_client.answered > 0
     assert base_answer in _ask(lora_serve, MODEL)
     assert _replica_pids(lora_serve) == pids
 
