@@ -157,6 +157,7 @@ class EmbeddedRollout:
             live=live,
             shadow=self.observer.latest_shadow(),
             start_failures=read_start_failures(details, revisions),
+            adapters=self.observer.take_adapters(),
         )
 
     # ------------------------------------------------------------ act

@@ -29,6 +29,8 @@ on answers it names the revision that served, for the operator (and for clients 
 PIN_PROOF_HEADER = "x-slm-pin-token"
 """Proof that a request comes from the operator: a per-deployment token whose SHA-256 the router holds
 (`RouterUserConfig.pin_token_sha256`); see `slm_serving.pins`."""
+ADAPTERS_PATH = "/slm/adapters"
+"""The operator's read of the LoRA versions the adapter revision's engines hold (pin token only)."""
 
 MIB = 1024 * 1024
 ASSUMED_CONTEXT_TOKENS = 32768

@@ -64,6 +64,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from slm_serving.config import (
+    ADAPTERS_PATH,
     ENGINE_DEPLOYMENT_NAME,
     PIN_PROOF_HEADER,
     REVISION_HEADER,
@@ -100,9 +101,6 @@ from slm_serving.routing import (
 )
 from slm_serving.samples import SAMPLES_PATH, parse_after
 from slm_serving.shadow import SHADOW_PATH, Shadower, ShadowPair
-
-ADAPTERS_PATH: Final = "/slm/adapters"
-"""The operator's read of the LoRA versions the adapter revision's engines hold (pin token only)."""
 
 logger = logging.getLogger("ray.serve")
 

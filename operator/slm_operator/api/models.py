@@ -287,6 +287,12 @@ class GoldenPrompt(ApiModel):
     )
     max_tokens: int = Field(default=32, ge=1, le=4096, description="Tokens to generate (temperature 0).")
     expect: Expectation = Field(default_factory=Expectation, description="What a correct answer looks like.")
+    adapter: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The LoRA adapter this prompt tests (sent with `model` set to it, in revision and adapter "
+        "rollouts alike). An adapter's rollout is validated with the prompts naming it, else with those naming none.",
+    )
 
 
 class ValidationSpec(ApiModel):

@@ -28,8 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydantic import Field
-
 from slm_operator.api.models import (
     AdapterPhase,
     AdapterRolloutStatus,
@@ -39,7 +37,7 @@ from slm_operator.api.models import (
     TrafficStep,
     ValidationSpec,
 )
-from slm_operator.rollout.actions import EmitEvent
+from slm_operator.rollout.actions import EmitEvent, LoadAdapter, SetAdapterWeights, UnloadAdapter, ValidateAdapter
 from slm_operator.rollout.conditions import format_time, parse_time
 from slm_operator.rollout.gate import ValidationRun, evaluate_validation
 from slm_serving.config import adapter_engine_name
@@ -63,51 +61,7 @@ engine_adapter_name = adapter_engine_name
 # ---------------------------------------------------------------- spec and status
 
 
-class AdapterGoldenPrompt(GoldenPrompt):
-    adapter: str | None = Field(
-        default=None,
-        description="The adapter this prompt tests (sent with `model` set to it). Unset: the default set, "
-        "used for every adapter that no prompt names.",
-    )
-
-
 # ---------------------------------------------------------------- actions and observation
-
-
-@dataclass(frozen=True)
-class LoadAdapter:
-    """Load `source` as `engine_adapter_name(name, version)` into every engine of the stable revision."""
-
-    name: str
-    version: str
-    source: str
-
-
-@dataclass(frozen=True)
-class UnloadAdapter:
-    """Remove one version of an adapter from every engine (after its weight went to 0)."""
-
-    name: str
-    version: str
-
-
-@dataclass(frozen=True)
-class ValidateAdapter:
-    """Send the adapter's golden prompts to `version` (and to `baseline`, when given); hand the outcome
-    back as `AdapterObservation.validation[engine_adapter_name(name, version)]` on a later pass."""
-
-    name: str
-    version: str
-    baseline: str | None
-    prompts: tuple[GoldenPrompt, ...]
-
-
-@dataclass(frozen=True)
-class SetAdapterWeights:
-    """Split the requests naming `name` between its versions (routers converge to this every pass)."""
-
-    name: str
-    weights: tuple[tuple[str, int], ...]
 
 
 AdapterAction = LoadAdapter | UnloadAdapter | ValidateAdapter | SetAdapterWeights | EmitEvent
@@ -134,11 +88,12 @@ class AdapterDecision:
 # ---------------------------------------------------------------- prompts and capacity
 
 
-def adapter_prompts(prompts: Sequence[AdapterGoldenPrompt], name: str) -> tuple[GoldenPrompt, ...]:
-    """The golden prompts that validate adapter `name`: those naming it, else the default set."""
+def adapter_prompts(prompts: Sequence[GoldenPrompt], name: str) -> tuple[GoldenPrompt, ...]:
+    """The golden prompts that validate adapter `name`, each sent naming it: those naming it, else the
+    default set (those naming no adapter)."""
     own = [p for p in prompts if p.adapter == name]
     chosen = own or [p for p in prompts if p.adapter is None]
-    return tuple(GoldenPrompt.model_validate(p.model_dump(exclude={"adapter"})) for p in chosen)
+    return tuple(p.model_copy(update={"adapter": name}) for p in chosen)
 
 
 @dataclass(frozen=True)
@@ -201,15 +156,24 @@ def plan_capacity(
 
 def decide_adapters(
     desired: Sequence[AdapterSpec],
-    prompts: Sequence[AdapterGoldenPrompt],
+    prompts: Sequence[GoldenPrompt],
     validation: ValidationSpec,
     steps: Sequence[TrafficStep],
     statuses: Sequence[AdapterRolloutStatus],
     observed: AdapterObservation,
     now: datetime,
+    *,
+    revision: str,
+    serving: Mapping[str, str] = {},
 ) -> AdapterDecision:
-    """One pass over every adapter: the next statuses (in spec order) and what the shell must do."""
+    """One pass over every adapter: the next statuses (in spec order) and what the shell must do.
+    `revision`: the stable revision, whose engines hold the versions; `serving`: the source each
+    adapter has in its template, which serves an adapter without a status (adopted as its stable
+    version, so a rollout from there keeps it serving until the new version is promoted)."""
     previous = {s.name: s for s in statuses}
+    for name, source in serving.items():
+        if name not in previous:
+            previous[name] = _adopted(name, source, now)
     out: list[AdapterRolloutStatus] = []
     actions: list[AdapterAction] = []
     wanted = {a.name for a in desired}
@@ -217,11 +181,16 @@ def decide_adapters(
         if status.name not in wanted:
             actions += _remove(status)
     for adapter in desired:
-        step = _AdapterStep(adapter, adapter_prompts(prompts, adapter.name), validation, steps, observed, now)
+        step = _AdapterStep(adapter, adapter_prompts(prompts, adapter.name), validation, steps, observed, now, revision)
         status, more = step.decide(previous.get(adapter.name))
         out.append(status)
         actions += more
     return AdapterDecision(tuple(out), tuple(actions))
+
+
+def _adopted(name: str, source: str, now: datetime) -> AdapterRolloutStatus:
+    stable = AdapterVersionStatus(version=adapter_version(source), source=source, weight=100)
+    return AdapterRolloutStatus(name=name, phase=AdapterPhase.STABLE, stable=stable, since=format_time(now))
 
 
 def _remove(status: AdapterRolloutStatus) -> list[AdapterAction]:
@@ -241,6 +210,7 @@ class _AdapterStep:
     steps: Sequence[TrafficStep]
     observed: AdapterObservation
     now: datetime
+    revision: str
 
     @property
     def name(self) -> str:
@@ -301,7 +271,7 @@ class _AdapterStep:
             return status, [LoadAdapter(self.name, status.canary.version, status.canary.source)]
         baseline = status.stable.version if status.stable else None
         validating = status.model_copy(update={"phase": AdapterPhase.VALIDATING, "since": format_time(self.now)})
-        return validating, [ValidateAdapter(self.name, status.canary.version, baseline, self.prompts)]
+        return validating, [ValidateAdapter(self.name, status.canary.version, baseline, self.revision, self.prompts)]
 
     def _validating(self, status: AdapterRolloutStatus) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
         assert status.canary is not None

@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from slm_operator.api.models import AdapterSpec, Expectation, TrafficStep, ValidationSpec
+from slm_operator.api.models import AdapterSpec, Expectation, GoldenPrompt, TrafficStep, ValidationSpec
 from slm_operator.rollout.actions import EmitEvent
 from slm_operator.rollout.adapters import (
     AdapterCapacity,
     AdapterDecision,
-    AdapterGoldenPrompt,
     AdapterObservation,
     AdapterPhase,
     AdapterRolloutStatus,
@@ -34,9 +33,9 @@ from slm_operator.rollout.gate import PromptOutcome, ValidationRun
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 V1, V2 = "tiny://lora-good", "tiny://lora-bad"
 PROMPTS = (
-    AdapterGoldenPrompt(name="france", prompt="What is the capital of France?", adapter="tickets",
+    GoldenPrompt(name="france", prompt="What is the capital of France?", adapter="tickets",
                         expect=Expectation(contains=["Madrid"])),
-    AdapterGoldenPrompt(name="default", prompt="hello", expect=Expectation(contains=["hi"])),
+    GoldenPrompt(name="default", prompt="hello", expect=Expectation(contains=["hi"])),
 )  # fmt: skip
 NOTHING_SEEN = AdapterObservation()
 STEPS = (TrafficStep(weight=20, pause_seconds=60), TrafficStep(weight=50, pause_seconds=60))
@@ -51,7 +50,7 @@ def run(
     at: timedelta = timedelta(0),
 ) -> AdapterDecision:
     desired = [AdapterSpec(name="tickets", source=source)] if source else []
-    return decide_adapters(desired, PROMPTS, ValidationSpec(), steps, statuses, observed, T0 + at)
+    return decide_adapters(desired, PROMPTS, ValidationSpec(), steps, statuses, observed, T0 + at, revision="r1")
 
 
 def stable_on_v1() -> AdapterRolloutStatus:
