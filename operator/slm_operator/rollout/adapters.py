@@ -269,15 +269,19 @@ class _AdapterStep:
             return self._rolled_back(status, f"load failed: {error}", failed=True)
         if key not in self.observed.loaded:
             return status, [LoadAdapter(self.name, status.canary.version, status.canary.source)]
-        baseline = status.stable.version if status.stable else None
         validating = status.model_copy(update={"phase": AdapterPhase.VALIDATING, "since": format_time(self.now)})
-        return validating, [ValidateAdapter(self.name, status.canary.version, baseline, self.revision, self.prompts)]
+        return validating, [self._validate(validating)]
+
+    def _validate(self, status: AdapterRolloutStatus) -> ValidateAdapter:
+        assert status.canary is not None
+        baseline = status.stable.version if status.stable else None
+        return ValidateAdapter(self.name, status.canary.version, baseline, self.revision, self.prompts)
 
     def _validating(self, status: AdapterRolloutStatus) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
         assert status.canary is not None
         run = self.observed.validation.get(engine_adapter_name(self.name, status.canary.version))
-        if run is None:
-            return status, []
+        if run is None:  # level-triggered: asked again until a run comes back (a probe may be lost)
+            return status, [self._validate(status)]
         spec = self.validation.model_copy(update={"prompts": list(self.prompts)})
         result = evaluate_validation(spec, run, format_time(self.now))
         status = status.model_copy(update={"validation": result})

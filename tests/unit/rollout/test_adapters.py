@@ -221,3 +221,11 @@ def test_plan_capacity_names_the_field_that_does_not_fit(
     else:
         assert isinstance(plan, CapacityError)
         assert f"{plan.field}: {plan.message}" == expected
+
+
+def test_validation_is_asked_again_until_a_run_comes_back() -> None:
+    loading = run([stable_on_v1()]).statuses
+    validating = run(loading, AdapterObservation(loaded=frozenset({key(V1), key(V2)})))
+    again = run(validating.statuses, AdapterObservation(loaded=frozenset({key(V1), key(V2)})))
+    assert again.statuses == validating.statuses
+    assert again.actions == validating.actions and isinstance(again.actions[0], ValidateAdapter)
