@@ -24,7 +24,14 @@ import httpx
 import yaml
 from rich.console import Console
 
-from slm_operator.api.models import ConditionType, Phase, SLMDeployment, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.api.models import (
+    AdapterVersionStatus,
+    ConditionType,
+    Phase,
+    SLMDeployment,
+    SLMDeploymentSpec,
+    SLMDeploymentStatus,
+)
 from slm_operator.api.validation import InvalidSpecError, parse_deployment
 from slm_operator.builder.serve_config import build_serve_config, build_shadow_config
 from slm_operator.canary_pin import PinKey
@@ -157,6 +164,7 @@ class EmbeddedRollout:
             live=live,
             shadow=self.observer.latest_shadow(),
             start_failures=read_start_failures(details, revisions),
+            adapters=self.observer.take_adapters(),
         )
 
     # ------------------------------------------------------------ act
@@ -335,11 +343,14 @@ def _load(path: Path) -> SLMDeployment:
     return parse_deployment(documents[0], local=True)
 
 
-_Served = tuple[tuple[tuple[str, int], ...], ShadowConfig | None]
+_AdapterVersions = tuple[str, AdapterVersionStatus | None, AdapterVersionStatus | None]
+_Served = tuple[tuple[tuple[str, int], ...], ShadowConfig | None, tuple[_AdapterVersions, ...]]
 
 
 def _served(spec: SLMDeploymentSpec | None, status: SLMDeploymentStatus | None) -> _Served:
-    """What the local Serve must run to match `status`: the revisions' weights and the router's shadow
-    copies (a shadow phase starting or ending changes the serve config, not the weights)."""
+    """What the local Serve must run to match `status`: the revisions' weights, the router's shadow
+    copies (a shadow phase starting or ending changes the serve config, not the weights) and the
+    adapter rollouts (the versions every engine holds and their weights)."""
     weights = tuple((r.name, r.weight) for r in status.revisions) if status else ()
-    return weights, build_shadow_config(spec, status) if spec is not None else None
+    adapters = tuple((a.name, a.stable, a.canary) for a in status.adapters) if status else ()
+    return weights, build_shadow_config(spec, status) if spec is not None else None, adapters

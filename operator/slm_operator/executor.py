@@ -14,10 +14,14 @@ from slm_operator.rollout.actions import (
     ApplyRevisions,
     ClearCommand,
     EmitEvent,
+    LoadAdapter,
     ObserveMetrics,
     ObserveShadow,
     RecordQuality,
     RunValidation,
+    SetAdapterWeights,
+    UnloadAdapter,
+    ValidateAdapter,
 )
 
 
@@ -40,8 +44,10 @@ class Shell(Protocol):
 
 
 def carry_out(actions: Sequence[Action], spec: SLMDeploymentSpec, observer: RolloutObserver, shell: Shell) -> None:
-    """Carry out `actions` in order. ApplyRevisions needs nothing here: every pass converges the
-    served revisions to `status.revisions` (level-triggered), which also covers restarts."""
+    """Carry out `actions` in order. ApplyRevisions, SetAdapterWeights and UnloadAdapter need nothing
+    here: every pass converges the served revisions to `status.revisions` and the adapter versions
+    to `status.adapters` (level-triggered), which also covers restarts; LoadAdapter only reads which
+    versions the engines hold, as loading follows the same way."""
     for action in actions:
         if isinstance(action, EmitEvent):
             shell.emit(action.type, action.reason, action.message)
@@ -57,5 +63,10 @@ def carry_out(actions: Sequence[Action], spec: SLMDeploymentSpec, observer: Roll
             shell.record_quality(action)
         elif isinstance(action, ClearCommand):
             shell.clear_command()
+        elif isinstance(action, LoadAdapter):
+            if not observer.is_running("adapters"):
+                observer.observe_adapters(shell.router_url(), pin_token=shell.pin_token())
+        elif isinstance(action, ValidateAdapter):
+            observer.run_adapter_validation(shell.router_url(), spec, action, pin_token=shell.pin_token())
         else:
-            assert isinstance(action, ApplyRevisions)
+            assert isinstance(action, ApplyRevisions | UnloadAdapter | SetAdapterWeights)

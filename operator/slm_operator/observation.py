@@ -59,6 +59,7 @@ def gather_observation(
         shadow=observer.latest_shadow(),
         command=str(command) if command is not None else None,
         start_failures=start_failures(observed, revisions),
+        adapters=observer.take_adapters(),
     )
 
 

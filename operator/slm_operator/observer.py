@@ -28,11 +28,13 @@ from slm_operator.api.models import SLMDeploymentSpec
 from slm_operator.probes import (
     VALIDATION_DEADLINE_S,
     SamplesSnapshot,
+    fetch_adapters,
     fetch_samples,
     fetch_shadow,
     run_validation,
 )
-from slm_operator.rollout.actions import ObserveMetrics, ObserveShadow, RunValidation
+from slm_operator.rollout.actions import ObserveMetrics, ObserveShadow, RunValidation, ValidateAdapter
+from slm_operator.rollout.adapters import AdapterObservation, engine_adapter_name
 from slm_operator.rollout.gate import ValidationRun
 from slm_operator.rollout.live import LiveSamples, RevisionSamples
 from slm_operator.rollout.shadow import ShadowWindow
@@ -94,6 +96,10 @@ class RolloutObserver:
     live: LiveSamples | None = None
     shadow: ShadowWindow | None = None
     """The router's latest shadow counts (cumulative for its phase, so kept across passes)."""
+    adapter_state: AdapterObservation | None = None
+    """The adapter versions the stable's engines hold, as last read (kept across passes)."""
+    adapter_validation: dict[str, ValidationRun] = field(default_factory=dict)
+    """Finished adapter validations by engine name (`name@version`), each handed over once."""
     cursor: tuple[str, str, str, int] | None = None
     """(canary, step start, router instance, sequence number): where the current step's samples begin."""
     token_base: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -119,6 +125,13 @@ class RolloutObserver:
         with self._guard:
             return self.shadow
 
+    def take_adapters(self) -> AdapterObservation:
+        """The adapter state last read, with the adapter validations finished since the last pass."""
+        with self._guard:
+            state = self.adapter_state or AdapterObservation()
+            runs, self.adapter_validation = self.adapter_validation, {}
+        return dataclasses.replace(state, validation=runs)
+
     def replicas(self, revisions: Sequence[str]) -> RevisionReplicas | None:
         """The last replica counts read from Serve, if they cover exactly `revisions`."""
         with self._guard:
@@ -140,7 +153,8 @@ class RolloutObserver:
         with self._guard:
             if self.generation is not None and generation != self.generation:
                 self._cancel_locked()
-                self.validation = self.live = self.shadow = None
+                self.validation = self.live = self.shadow = self.adapter_state = None
+                self.adapter_validation = {}
                 self.cursor = None
             self.generation = generation
 
@@ -182,6 +196,30 @@ class RolloutObserver:
         """The router's shadow counts, read in the background, one read at a time."""
         fetch = fetch_shadow(router_url, pin_token=pin_token, transport=self.transport)
         self._start("shadow", action, fetch, self._shadow_done)
+
+    def observe_adapters(self, router_url: str, *, pin_token: str) -> None:
+        """Which adapter versions the stable's engines hold (`GET /slm/adapters`), one read at a time."""
+        fetch = fetch_adapters(router_url, pin_token=pin_token, transport=self.transport)
+        self._start("adapters", router_url, fetch, self._adapters_done)
+
+    def run_adapter_validation(
+        self, router_url: str, spec: SLMDeploymentSpec, action: ValidateAdapter, *, pin_token: str
+    ) -> None:
+        """The adapter's golden prompts sent naming one version (`name@version`), through the router to
+        the stable's engines. Started once per version; one for another version is cancelled."""
+        key = engine_adapter_name(action.name, action.version)
+        prompts = [p.model_copy(update={"adapter": key}) for p in action.prompts]
+        run = run_validation(
+            router_url,
+            prompts,
+            spec.model.served_model_name,
+            action.revision,
+            None,
+            pin_token=pin_token,
+            deadline_s=self.validation_deadline_s,
+            transport=self.transport,
+        )
+        self._start("adapter-validation", key, run, lambda result: self._adapter_validation_done(key, result))
 
     def refresh_replicas(self, dashboard_url: str, token: str | None, revisions: Sequence[str]) -> None:
         """Serve's replica counts per revision, read in the background at most every few seconds."""
@@ -258,6 +296,18 @@ class RolloutObserver:
                 canary=step_samples(action.canary) if fresh else empty,
                 stable=step_samples(action.stable) if fresh else empty,
             )
+
+    def _adapters_done(self, state: AdapterObservation) -> None:
+        with self._guard:
+            changed = state != self.adapter_state
+            self.adapter_state = state
+        if changed:
+            self.on_result()
+
+    def _adapter_validation_done(self, key: str, run: ValidationRun) -> None:
+        with self._guard:
+            self.adapter_validation[key] = dataclasses.replace(run, revision=key)
+        self.on_result()
 
     def _shadow_done(self, window: ShadowWindow | None) -> None:
         with self._guard:

@@ -20,10 +20,11 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from slm_operator.api.models import GoldenPrompt, ShadowDisagreement
+from slm_operator.rollout.adapters import AdapterObservation
 from slm_operator.rollout.gate import PromptOutcome, ValidationRun
 from slm_operator.rollout.live import RevisionSamples
 from slm_operator.rollout.shadow import ShadowWindow
-from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER
+from slm_serving.config import ADAPTERS_PATH, PIN_PROOF_HEADER, REVISION_HEADER
 from slm_serving.samples import SAMPLES_PATH
 from slm_serving.shadow import SHADOW_PATH
 
@@ -133,7 +134,8 @@ async def run_validation(
         if left <= 0:
             return PromptOutcome(prompt.name, error=f"validation deadline of {deadline_s:g} s passed")
         timeout_s = min(PROMPT_TIMEOUT_S, left)
-        return await send_golden_prompt(client, prompt, model, name, pin_token=pin_token, timeout_s=timeout_s)
+        asked = prompt.adapter or model  # a prompt naming an adapter tests it (through the router's choice)
+        return await send_golden_prompt(client, prompt, asked, name, pin_token=pin_token, timeout_s=timeout_s)
 
     async with httpx.AsyncClient(base_url=base_url, transport=transport) as client:
         if prompts:
@@ -217,6 +219,31 @@ async def fetch_shadow(
         response = await client.get(SHADOW_PATH, headers={PIN_PROOF_HEADER: pin_token})
     response.raise_for_status()
     return parse_shadow(response.json())
+
+
+async def fetch_adapters(
+    router_url: str, *, pin_token: str, transport: httpx.AsyncBaseTransport | None = None
+) -> AdapterObservation:
+    """`GET /slm/adapters` from the router (the operator's pin token only): the LoRA versions the
+    adapter revision's engines hold and those that failed to load; raises httpx.HTTPError or ValueError."""
+    async with (
+        httpx.AsyncClient(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
+        asyncio.timeout(SAMPLES_TIMEOUT_S),
+    ):
+        response = await client.get(ADAPTERS_PATH, headers={PIN_PROOF_HEADER: pin_token})
+    response.raise_for_status()
+    return parse_adapter_state(response.json())
+
+
+def parse_adapter_state(body: Any) -> AdapterObservation:
+    """The router's adapter JSON (`{"loaded": [...], "errors": {name: message}}`); malformed is a ValueError."""
+    try:
+        return AdapterObservation(
+            loaded=frozenset(str(name) for name in body["loaded"]),
+            load_errors={str(name): str(message) for name, message in body["errors"].items()},
+        )
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"malformed adapter state: {error}") from error
 
 
 def parse_shadow(body: Any) -> ShadowWindow | None:

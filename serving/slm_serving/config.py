@@ -29,6 +29,8 @@ on answers it names the revision that served, for the operator (and for clients 
 PIN_PROOF_HEADER = "x-slm-pin-token"
 """Proof that a request comes from the operator: a per-deployment token whose SHA-256 the router holds
 (`RouterUserConfig.pin_token_sha256`); see `slm_serving.pins`."""
+ADAPTERS_PATH = "/slm/adapters"
+"""The operator's read of the LoRA versions the adapter revision's engines hold (pin token only)."""
 
 MIB = 1024 * 1024
 ASSUMED_CONTEXT_TOKENS = 32768
@@ -52,9 +54,25 @@ class _Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class AdapterConfig(_Contract):
+def adapter_engine_name(name: str, version: str) -> str:
+    """The name an engine knows one version of an adapter by (`name@version`): two versions of one
+    adapter may be loaded side by side during its rollout."""
+    return f"{name}@{version}"
+
+
+class AdapterVersionRoute(_Contract):
+    version: str = Field(description="The version (a short hash of its source).")
+    source: str = Field(description="Where its weights are (same schemes as the model).")
+    weight: int = Field(ge=0, le=100, description="Share of the requests naming the adapter, in percent.")
+
+
+class AdapterRoute(_Contract):
+    """One LoRA adapter: every version the engines hold loaded, and how its requests are split."""
+
     name: str = Field(description="Name clients use as `model` to reach this LoRA adapter.")
-    source: str = Field(description="Where the adapter's weights are (same schemes as the model).")
+    versions: tuple[AdapterVersionRoute, ...] = Field(
+        description="Versions loaded in every engine (the stable one and, during its rollout, the canary)."
+    )
 
 
 class EngineConfig(_Contract):
@@ -70,7 +88,10 @@ class EngineConfig(_Contract):
     engine_args: dict[str, JsonValue] = Field(
         default_factory=dict, description="Extra vLLM engine arguments, passed through."
     )
-    adapters: tuple[AdapterConfig, ...] = Field(default=(), description="LoRA adapters on this base model.")
+    max_loras: int = Field(
+        default=0, ge=0, description="LoRA adapter versions one batch may mix (vLLM's max_loras); 0: no LoRA."
+    )
+    max_lora_rank: int = Field(default=16, ge=1, description="Largest adapter rank the engine accepts.")
 
 
 class ModelAppArgs(_Contract):
@@ -118,7 +139,14 @@ class RouterUserConfig(_Contract):
     deployment (whose replicas also route). Changing it reconfigures them in place: no restart."""
 
     served_model_name: str = Field(description="Name clients use as `model`.")
-    adapter_names: tuple[str, ...] = Field(default=(), description="Adapter names also accepted as `model`.")
+    adapters: tuple[AdapterRoute, ...] = Field(
+        default=(),
+        description="LoRA adapters, also accepted as `model`: every engine loads each version listed at "
+        "runtime (`reconfigure`) and unloads those no longer listed.",
+    )
+    adapter_revision: str | None = Field(
+        default=None, description="The revision whose engines answer requests naming an adapter (the stable one)."
+    )
     routes: tuple[RevisionRoute, ...] = Field(description="Live revisions and their traffic weights.")
     cold_start_timeout_s: float = Field(
         default=300.0, gt=0, description="How long a request waits for a revision's first replica (scale from zero)."

@@ -12,6 +12,10 @@ dependencies. This deployment instead builds vLLM's own OpenAI front-end objects
 parsing, chat templates, sampling defaults, streaming chunks, usage and error bodies are exactly
 those of `vllm serve`. Only the HTTP layer is the router's (see `slm_serving.protocol`).
 
+LoRA adapters are loaded and unloaded at runtime from the `user_config` (`slm_serving.adapters`):
+an adapter rollout changes no replica. A request for one names its version (`name@version`, chosen
+by the router); the answer's `model` is that version's name.
+
 A model that fails to load raises from `__init__`: Serve reports the replica's exception text in
 the application's status message (DEPLOY_FAILED) instead of retrying silently.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, cast
@@ -30,6 +35,7 @@ from starlette.datastructures import Headers, State
 from starlette.requests import Request
 from starlette.responses import Response
 
+from slm_serving.adapters import RuntimeAdapters
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, ModelAppArgs, RevisionRoute, RouterUserConfig, revision_app_name
 from slm_serving.metrics import EngineMetrics
 from slm_serving.model_source import ensure_model_path
@@ -85,7 +91,6 @@ class LLMEngine:
         self.revision = app_args.revision
         engine = app_args.engine
         model_path = ensure_model_path(engine.source)  # before importing vLLM: a bad source fails fast
-        adapters = {a.name: ensure_model_path(a.source) for a in engine.adapters}
 
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
@@ -93,7 +98,7 @@ class LLMEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
         from vllm.v1.metrics.loggers import StatLoggerBase
 
-        vllm_args = build_vllm_args(engine, model_path, adapters, vllm_defaults())
+        vllm_args = build_vllm_args(engine, model_path, vllm_defaults())
 
         stats_cls = type("QueueStats", (_QueueStats, StatLoggerBase), {})
         self._stats: _QueueStats = stats_cls()
@@ -110,17 +115,14 @@ class LLMEngine:
         await init_app_state(self.engine, state, vllm_args, await self.engine.get_supported_tasks())
         self._completion = state.openai_serving_completion
         self._chat = state.openai_serving_chat
+        self._adapters = RuntimeAdapters(self.engine, state.openai_serving_models)
         self._in_flight = 0
         self._request_models = _request_models()
         self._metrics = EngineMetrics(self.revision, serve.get_replica_context().replica_id.unique_id)
         alone = RevisionRoute(revision=self.revision, app_name=revision_app_name(self.revision), weight=100)
         self._router = Router(
             self,
-            RouterUserConfig(
-                served_model_name=engine.served_model_name,
-                adapter_names=tuple(a.name for a in engine.adapters),
-                routes=(alone,),
-            ),
+            RouterUserConfig(served_model_name=engine.served_model_name, routes=(alone,)),
         )
         logger.info(
             "revision %s: %s (%s) ready in %.1fs", self.revision, engine.source, model_path, time.monotonic() - started
@@ -131,14 +133,26 @@ class LLMEngine:
         return await self._router.handle(request)
 
     async def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """New routes (the deployment's `user_config`): applied in place, no restart."""
-        await self._router.reconfigure(RouterUserConfig.model_validate(user_config))
+        """New routes and adapter versions (the deployment's `user_config`): applied in place, no
+        restart. New versions are loaded before the router may choose them, and the router stops
+        choosing retired ones before they are unloaded."""
+        config = RouterUserConfig.model_validate(user_config)
+        await self._adapters.load_listed(config.adapters)
+        await self._router.reconfigure(config)
+        await self._adapters.unload_unlisted(config.adapters)
 
-    async def complete(self, endpoint: str, body: bytes) -> Head:
-        """A non-streaming request (see `slm_serving.protocol`)."""
+    def adapter_state(self) -> dict[str, Any]:
+        """The LoRA versions this replica holds and those that failed to load."""
+        return self._adapters.state()
+
+    async def complete(self, endpoint: str, body: bytes, lora: str | None = None) -> Head:
+        """A non-streaming request (see `slm_serving.protocol`), with LoRA version `lora` if given."""
         self._in_flight += 1
+        lora = self._loaded_version(lora)
+        if lora is not None:
+            self._adapters.started(lora)
         try:
-            parsed = self._parse(endpoint, body)
+            parsed = self._parse(endpoint, body, lora)
             if isinstance(parsed, tuple):
                 return parsed
             context = _RequestContext()
@@ -151,12 +165,19 @@ class LLMEngine:
             return (200, result.model_dump_json().encode(), usage.prompt_tokens, usage.completion_tokens or 0)
         finally:
             self._in_flight -= 1
+            if lora is not None:
+                self._adapters.finished(lora)
 
-    async def stream(self, endpoint: str, body: bytes) -> AsyncGenerator[Head | str | Usage, None]:
+    async def stream(
+        self, endpoint: str, body: bytes, lora: str | None = None
+    ) -> AsyncGenerator[Head | str | Usage, None]:
         """A streaming request: a head, then SSE chunks, then the token counts."""
         self._in_flight += 1
+        lora = self._loaded_version(lora)
+        if lora is not None:
+            self._adapters.started(lora)
         try:
-            parsed = self._parse(endpoint, body)
+            parsed = self._parse(endpoint, body, lora)
             if isinstance(parsed, tuple):
                 yield parsed
                 return
@@ -176,6 +197,8 @@ class LLMEngine:
             yield (usage.prompt_tokens, usage.completion_tokens or 0) if usage else (0, 0)
         finally:
             self._in_flight -= 1
+            if lora is not None:
+                self._adapters.finished(lora)
 
     def queue_depth(self) -> float:
         """Requests waiting inside vLLM for a slot in the running batch."""
@@ -197,14 +220,24 @@ class LLMEngine:
         if engine is not None:
             engine.shutdown()
 
-    def _parse(self, endpoint: str, body: bytes) -> Any:
+    def _loaded_version(self, lora: str | None) -> str | None:
+        """`lora`, or where a `reconfigure` retired it after the router chose it, the version this
+        replica's own routes now give the adapter (so the request is still answered)."""
+        if lora is None or lora in self._adapters.loaded():
+            return lora
+        return self._router.pick_adapter(lora.rpartition("@")[0], random.random()) or lora
+
+    def _parse(self, endpoint: str, body: bytes, lora: str | None) -> Any:
         model = self._request_models.get(endpoint)
         if model is None:
             return _error(404, f"unknown endpoint {endpoint!r}", "NotFoundError", None)
         try:
-            return model.model_validate_json(body)
+            request = model.model_validate_json(body)
         except ValidationError as exc:
             return _validation_error(exc)
+        if lora is not None:
+            request.model = lora  # how vLLM's serving classes pick the LoRA request
+        return request
 
     async def _create(self, endpoint: str, request: Any, context: _RequestContext) -> Any:
         serving = self._chat if endpoint == CHAT else self._completion

@@ -29,6 +29,12 @@ Shadow traffic (`slm_serving.shadow`): while `RouterUserConfig.shadow` names a r
 share of user requests is also copied to it, in a task the answer never waits for; the pairs are
 compared there and read by the operator at `GET /slm/shadow`.
 
+LoRA adapters (`RouterUserConfig.adapters`): a request naming an adapter goes to the adapter revision
+(the stable one) and is answered with one of the adapter's loaded versions, drawn by the versions'
+weights the way revisions are; the operator's validation requests may name one version itself
+(`name@version`), which no client can. The engine loads and unloads versions on `reconfigure`
+(`slm_serving.adapters`).
+
 Retired revisions: a request still waiting for its answer from a revision that a new `user_config`
 removes is cancelled there and sent again through the new routes (a pinned one gets 404): a Serve
 handle to a deleted application would otherwise hold it forever.
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
@@ -57,6 +64,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from slm_serving.config import (
+    ADAPTERS_PATH,
     ENGINE_DEPLOYMENT_NAME,
     PIN_PROOF_HEADER,
     REVISION_HEADER,
@@ -74,9 +82,11 @@ from slm_serving.routing import (
     PIN_REJECTED,
     TOO_MANY_PENDING,
     RequestError,
+    build_adapter_table,
     build_health_body,
     build_models_body,
     build_route_table,
+    choose_lora,
     cold_start_timeout,
     deadline_exceeded,
     internal_error,
@@ -107,9 +117,13 @@ class LocalEngine(Protocol):
 
     revision: str
 
-    async def complete(self, endpoint: str, body: bytes) -> Head: ...
+    async def complete(self, endpoint: str, body: bytes, lora: str | None = None) -> Head: ...
 
-    def stream(self, endpoint: str, body: bytes) -> AsyncGenerator[Head | str | Usage, None]: ...
+    def stream(
+        self, endpoint: str, body: bytes, lora: str | None = None
+    ) -> AsyncGenerator[Head | str | Usage, None]: ...
+
+    def adapter_state(self) -> dict[str, Any]: ...
 
 
 class _LocalStream:
@@ -161,10 +175,16 @@ class Router:
                 waiting.cancel()
         logger.info("routes: %s", ", ".join(f"{r.revision}={r.weight}" for r in self._table.routes) or "none")
 
+    def pick_adapter(self, name: str, draw: float) -> str | None:
+        """The version (`name@version`) the current routes give a request naming adapter `name`."""
+        return self._adapters.pick(name, draw)
+
     def _configure(self, config: RouterUserConfig) -> None:
         self._config = config
-        self._accepted_models = frozenset((config.served_model_name, *config.adapter_names))
-        self._models_body = build_models_body(config.served_model_name, config.adapter_names, int(time.time()))
+        self._adapters = build_adapter_table(config.adapters)
+        self._accepted_models = frozenset((config.served_model_name, *self._adapters.names))
+        self._operator_models = self._accepted_models | self._adapters.engine_names
+        self._models_body = build_models_body(config.served_model_name, self._adapters.names, int(time.time()))
         self._table = build_route_table(config)
         self._metrics.window.keep(r.revision for r in self._table.routes)
         self._metrics.set_live(r.revision for r in self._table.routes)
@@ -181,6 +201,8 @@ class Router:
             return _error_response(PIN_REJECTED, None)
         operator = proof is PinProof.VALID
         endpoint = ENDPOINTS.get(path)
+        if path == ADAPTERS_PATH and operator:
+            return await self._adapter_state()
         if endpoint is None:
             return self._non_forwarded(request.method, path, request.url.query, operator=operator)
         if request.method != "POST":
@@ -195,10 +217,16 @@ class Router:
         body = await self._read_body(request, ex)
         if isinstance(body, RequestError):
             return self._refused(ex, body)
-        parsed = parse_request(body, self._accepted_models)
+        parsed = parse_request(body, self._operator_models if operator else self._accepted_models)
         if isinstance(parsed, RequestError):
             return self._refused(ex, parsed)
+        lora = choose_lora(parsed.model, self._adapters, random.random())
+        if isinstance(lora, RequestError):
+            return self._refused(ex, lora)
+        ex.lora = lora
         pin = request.headers.get(REVISION_HEADER) if operator else None
+        if pin is None and lora is not None:  # adapters are answered by the stable revision's engines
+            pin = self._config.adapter_revision
         forward = self._stream if parsed.stream else self._complete
         try:
             async with asyncio.timeout_at(ex.deadline):
@@ -286,9 +314,9 @@ class Router:
 
         def call() -> Any:
             if self._local is not None and app == self._local_app:
-                calls.append(asyncio.ensure_future(self._local.complete(ex.endpoint, body)))
+                calls.append(asyncio.ensure_future(self._local.complete(ex.endpoint, body, ex.lora)))
             else:
-                calls.append(self._handle(app).complete.remote(ex.endpoint, body))
+                calls.append(self._handle(app).complete.remote(ex.endpoint, body, ex.lora))
             return calls[0]
 
         head = await _cancelling_on_exit(calls, self._first(revision, app, call, ex))
@@ -303,9 +331,9 @@ class Router:
 
         def call() -> Any:
             if self._local is not None and app == self._local_app:
-                calls.append(_LocalStream(self._local.stream(ex.endpoint, body)))
+                calls.append(_LocalStream(self._local.stream(ex.endpoint, body, ex.lora)))
             else:
-                calls.append(self._handle(app, stream=True).stream.remote(ex.endpoint, body))
+                calls.append(self._handle(app, stream=True).stream.remote(ex.endpoint, body, ex.lora))
             return calls[0].__anext__()
 
         head = await _cancelling_on_exit(calls, self._first(revision, app, call, ex))
@@ -443,6 +471,24 @@ class Router:
             all_ready = all(self._ready.get(app, False) for app in apps)
             await asyncio.sleep(_READY_POLL_S if all_ready else _NOT_READY_POLL_S)
 
+    async def _adapter_state(self) -> Response:
+        """`GET /slm/adapters` (the operator's only): which LoRA versions the adapter revision's engines
+        hold and which failed to load, as one of its replicas reports (every replica applies the same
+        `user_config` before Serve counts the update done)."""
+        revision = self._config.adapter_revision
+        route = self._table.pinned(revision) if revision else None
+        if route is None:
+            return _error_response(NO_REVISION, None)
+        try:
+            if self._local is not None and route.app_name == self._local_app:
+                state = self._local.adapter_state()
+            else:
+                state = await self._handle(route.app_name).adapter_state.remote()
+        except Exception as exc:  # the handle raises Ray/Serve errors of many kinds: all mean "not known"
+            logger.warning("adapter state of revision %s unavailable: %s: %s", revision, type(exc).__name__, exc)
+            return _error_response(internal_error(503, "adapters"), None)
+        return Response(json.dumps(state | {"revision": revision}), media_type=_JSON)
+
     def _non_forwarded(self, method: str, path: str, query: str, *, operator: bool) -> Response:
         if path == SAMPLES_PATH and operator:  # the rollout gate's read of recent requests (numbers only)
             return Response(self._metrics.window.export(parse_after(query)), media_type=_JSON)
@@ -521,3 +567,5 @@ class _Exchange:
     """The revision chosen (last chosen, if one was retired meanwhile)."""
     shadow: ShadowPair | None = None
     """The request's shadow copy, if it was copied: waits for the user's answer."""
+    lora: str | None = None
+    """The LoRA version (`name@version`) the request is answered with; None: the base model."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Final
 
-from slm_serving.config import RevisionRoute, RouterUserConfig
+from slm_serving.config import AdapterRoute, RevisionRoute, RouterUserConfig, adapter_engine_name
 from slm_serving.protocol import CHAT, COMPLETIONS, Endpoint
 
 ENDPOINTS: Final[dict[str, Endpoint]] = {"/v1/completions": COMPLETIONS, "/v1/chat/completions": CHAT}
@@ -45,6 +45,56 @@ def build_route_table(config: RouterUserConfig) -> RouteTable:
         by_revision={r.revision: r for r in config.routes},
         weighted=weighted,
         cumulative=tuple(accumulate(r.weight for r in weighted)),
+    )
+
+
+@dataclass(frozen=True)
+class AdapterTable:
+    """LoRA adapters: a weighted choice of version for a request naming an adapter, and the names of
+    every loaded version (`name@version`), which only the operator may ask for (validation)."""
+
+    names: tuple[str, ...]
+    weighted: dict[str, tuple[tuple[str, ...], tuple[int, ...]]]
+    """Adapter name → (engine names of its versions with weight, cumulative weights)."""
+    engine_names: frozenset[str]
+
+    def pick(self, name: str, draw: float) -> str | None:
+        """The version (engine name) for a request naming adapter `name`; `draw` is uniform in [0, 1).
+        None: no version of it has traffic (yet)."""
+        versions, cumulative = self.weighted.get(name, ((), ()))
+        if not versions:
+            return None
+        return versions[bisect.bisect_right(cumulative, draw * cumulative[-1])]
+
+
+def build_adapter_table(adapters: tuple[AdapterRoute, ...]) -> AdapterTable:
+    weighted: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {}
+    for adapter in adapters:
+        live = [v for v in adapter.versions if v.weight > 0]
+        weighted[adapter.name] = (
+            tuple(adapter_engine_name(adapter.name, v.version) for v in live),
+            tuple(accumulate(v.weight for v in live)),
+        )
+    return AdapterTable(
+        names=tuple(a.name for a in adapters),
+        weighted=weighted,
+        engine_names=frozenset(adapter_engine_name(a.name, v.version) for a in adapters for v in a.versions),
+    )
+
+
+def choose_lora(model: str | None, table: AdapterTable, draw: float) -> str | RequestError | None:
+    """The LoRA version a request's (accepted) `model` asks for: None for the base model, the weighted
+    choice for an adapter name, the version itself for a `name@version` (the operator's only)."""
+    if model is None or model in table.engine_names:
+        return model
+    if model not in table.weighted:
+        return None
+    return table.pick(model, draw) or adapter_not_serving(model)
+
+
+def adapter_not_serving(name: str) -> RequestError:
+    return RequestError(
+        503, f"adapter `{name}` has no version serving yet", "service_unavailable", "model", "adapter_not_ready"
     )
 
 

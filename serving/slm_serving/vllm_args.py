@@ -2,13 +2,14 @@
 
 Starting from the defaults of vLLM's server parser (`make_arg_parser`) and setting our fields on
 top means every engine argument and front-end option keeps vLLM's meaning and defaults, and
-`engine_args` may carry any of them. No I/O: model and adapter paths come in already resolved.
+`engine_args` may carry any of them. No I/O: the model path comes in already resolved. LoRA adapters
+are not named here: the engine loads them at runtime (`slm_serving.adapters`), so only the capacity
+(`max_loras`, `max_lora_rank`) is an engine argument.
 """
 
 from __future__ import annotations
 
 from argparse import Namespace
-from collections.abc import Mapping
 from typing import Any
 
 from slm_serving.config import EngineConfig
@@ -23,6 +24,9 @@ RESERVED_ENGINE_ARGS = frozenset(
         "tensor_parallel_size",
         "revision",
         "lora_modules",
+        "enable_lora",
+        "max_loras",
+        "max_lora_rank",
     }
 )
 """Set from `EngineConfig`'s typed fields and adapters; `engine_args` may not override them."""
@@ -43,9 +47,7 @@ def vllm_defaults() -> Namespace:
     return args
 
 
-def build_vllm_args(
-    engine: EngineConfig, model_path: str, adapter_paths: Mapping[str, str], defaults: Namespace
-) -> Namespace:
+def build_vllm_args(engine: EngineConfig, model_path: str, defaults: Namespace) -> Namespace:
     """A copy of `defaults` carrying `engine`; raises ValueError naming unknown engine arguments."""
     unknown = sorted(k for k in engine.engine_args if not hasattr(defaults, k))
     if unknown:
@@ -65,10 +67,8 @@ def build_vllm_args(
     args.revision = engine.revision
     for key, value in engine.engine_args.items():
         setattr(args, key, value)
-    if adapter_paths:
-        from vllm.entrypoints.openai.models.protocol import LoRAModulePath
-
+    if engine.max_loras:
         args.enable_lora = True
-        args.max_loras = max(int(getattr(args, "max_loras", 1) or 1), len(adapter_paths))
-        args.lora_modules = [LoRAModulePath(name=name, path=path) for name, path in adapter_paths.items()]
+        args.max_loras = engine.max_loras
+        args.max_lora_rank = engine.max_lora_rank
     return args

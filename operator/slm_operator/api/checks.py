@@ -162,6 +162,13 @@ def _source_errors(path: str, source: str, *, local: bool) -> Iterator[FieldErro
 # ---------------------------------------------------------------- engine arguments
 
 
+_RESERVED_DEFAULT_WHY = "set by the operator from the model fields and adapters"
+_RESERVED_WHY = dict.fromkeys(
+    ("enable_lora", "max_loras", "max_lora_rank"),
+    "derived by the operator from spec.adapters (their number and spec.adapters[].rank)",
+)
+
+
 def _engine_args_errors(model: dict[str, Any]) -> Iterator[FieldError]:
     engine_args = model.get("engineArgs")
     if not isinstance(engine_args, dict):
@@ -171,7 +178,7 @@ def _engine_args_errors(model: dict[str, Any]) -> Iterator[FieldError]:
         if not _ENGINE_ARG_NAME.match(key):
             yield FieldError(path, "Invalid value: engine argument names are vLLM's snake_case names")
         elif key in RESERVED_ENGINE_ARGS:
-            yield FieldError(path, "Forbidden: set by the operator from the model fields and adapters, not engineArgs")
+            yield FieldError(path, f"Forbidden: {_RESERVED_WHY.get(key, _RESERVED_DEFAULT_WHY)}, not engineArgs")
         elif _SECRET_KEY.search(key) or (isinstance(value, str) and _SECRET_VALUE.match(value)):
             yield FieldError(
                 path,

@@ -151,6 +151,14 @@ class AdapterSpec(ApiModel):
         pattern=MODEL_SOURCE_PATTERN,
         description="Where the adapter's weights are (same schemes as spec.model.source).",
     )
+    rank: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        description="The adapter's LoRA rank (`r` in its adapter_config.json). The engines are started with "
+        "max_lora_rank the smallest rank vLLM supports that fits the largest adapter, and max_loras twice the "
+        "number of adapters (old and new version of each during its rollout). Unset: 16, vLLM's default.",
+    )
 
 
 # ---------------------------------------------------------------- spec.resources
@@ -292,6 +300,12 @@ class GoldenPrompt(ApiModel):
     )
     max_tokens: int = Field(default=32, ge=1, le=4096, description="Tokens to generate (temperature 0).")
     expect: Expectation = Field(default_factory=Expectation, description="What a correct answer looks like.")
+    adapter: str | None = Field(
+        default=None,
+        max_length=128,
+        description="The LoRA adapter this prompt tests (sent with `model` set to it, in revision and adapter "
+        "rollouts alike). An adapter's rollout is validated with the prompts naming it, else with those naming none.",
+    )
 
 
 class ValidationSpec(ApiModel):
@@ -807,6 +821,33 @@ class ClusterStatus(ApiModel):
     )
 
 
+class AdapterPhase(StrEnum):
+    LOADING = "Loading"
+    VALIDATING = "Validating"
+    STEPPING = "Stepping"
+    STABLE = "Stable"
+    FAILED = "Failed"
+
+
+class AdapterVersionStatus(ApiModel):
+    version: str = Field(description="Hash of the source.")
+    source: str = Field(description="Where its weights are.")
+    weight: int = Field(ge=0, le=100, description="Percent of the requests naming the adapter it answers.")
+
+
+class AdapterRolloutStatus(ApiModel):
+    name: str = Field(description="The adapter's name (what clients send as `model`).")
+    phase: AdapterPhase = Field(description="Loading, Validating, Stepping, Stable or Failed.")
+    stable: AdapterVersionStatus | None = Field(default=None, description="The version serving it.")
+    canary: AdapterVersionStatus | None = Field(default=None, description="The version being rolled out.")
+    step: int = Field(default=0, ge=0, description="Index of the current traffic step while Stepping.")
+    since: str = Field(description="When the phase or step began (RFC 3339).")
+    failed_source: str | None = Field(
+        default=None, description="A source that was rolled back: not retried until the spec names another."
+    )
+    validation: ValidationResult | None = Field(default=None, description="The canary's last golden-prompt gate.")
+
+
 class SLMDeploymentStatus(ApiModel):
     phase: Phase = Field(default=Phase.PENDING, description="Summary state.")
     observed_generation: int | None = Field(default=None, description="Last spec generation acted upon.")
@@ -819,6 +860,11 @@ class SLMDeploymentStatus(ApiModel):
     canary_revision: str | None = Field(default=None, description="Revision being rolled out.")
     canary_weight: int = Field(default=0, description="Percent of traffic on the canary.")
     revisions: list[RevisionStatus] = Field(default_factory=list, description="Live revisions.")
+    adapters: list[AdapterRolloutStatus] = Field(
+        default_factory=list,
+        description="LoRA adapters rolled out inside the stable revision: each one's stable and canary version "
+        "and their weights.",
+    )
     ready_replicas: int = Field(default=0, description="Replicas serving, all revisions together.")
     rollout: RolloutStatus | None = Field(default=None, description="Progress of the current rollout.")
     last_validation: ValidationResult | None = Field(default=None, description="Most recent validation gate.")

@@ -17,9 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from slm_operator.api.models import RevisionStatus, RevisionTemplate, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.api.models import (
+    AdapterRolloutStatus,
+    RevisionStatus,
+    RevisionTemplate,
+    SLMDeploymentSpec,
+    SLMDeploymentStatus,
+)
 from slm_operator.builder.revisions import ReplicaBounds, live_revisions, revision_bounds, serving_revision
 from slm_operator.constants import SERVE_PORT
+from slm_operator.rollout.adapters import DEFAULT_ADAPTER_RANK, adapter_version, engine_capacity
 from slm_serving.config import (
     API_ROUTE_PREFIX,
     ENGINE_DEPLOYMENT_NAME,
@@ -28,7 +35,8 @@ from slm_serving.config import (
     ROUTER_DEPLOYMENT_NAME,
     ROUTER_IMPORT_PATH,
     ROUTER_ROUTE_PREFIX,
-    AdapterConfig,
+    AdapterRoute,
+    AdapterVersionRoute,
     AnswerRules,
     EngineConfig,
     HTTPOptions,
@@ -50,7 +58,9 @@ ENGINE_GRACEFUL_SHUTDOWN_S = 300.0
 
 
 def build_engine_config(template: RevisionTemplate) -> EngineConfig:
+    """The revision's vLLM engine; its LoRA capacity derived from the adapters (`engine_capacity`)."""
     model = template.model
+    capacity = engine_capacity(template.adapters)
     return EngineConfig(
         source=model.source,
         revision=model.revision,
@@ -60,7 +70,8 @@ def build_engine_config(template: RevisionTemplate) -> EngineConfig:
         max_model_len=model.max_model_len,
         tensor_parallel_size=max(1, template.gpus_per_replica),
         engine_args=dict(model.engine_args),
-        adapters=tuple(AdapterConfig(name=a.name, source=a.source) for a in template.adapters),
+        max_loras=capacity.max_loras if capacity else 0,
+        max_lora_rank=capacity.max_lora_rank if capacity else DEFAULT_ADAPTER_RANK,
     )
 
 
@@ -100,6 +111,8 @@ def build_router_config(
     revisions: Sequence[RevisionStatus],
     pin_digest: str | None = None,
     shadow: ShadowConfig | None = None,
+    adapter_revision: str | None = None,
+    adapter_rollouts: Sequence[AdapterRolloutStatus] = (),
 ) -> RouterUserConfig:
     """The routes, accepted model names (base model and every live revision's adapters), the limits of
     `spec.router` (the body cap sized for the longest live context), the operator's pin digest and the
@@ -107,7 +120,8 @@ def build_router_config(
     router = spec.router
     return RouterUserConfig(
         served_model_name=spec.model.served_model_name,
-        adapter_names=tuple(sorted({a.name for r in revisions for a in r.template.adapters})),
+        adapters=build_adapter_routes(revisions, adapter_revision, adapter_rollouts),
+        adapter_revision=adapter_revision,
         routes=tuple(
             RevisionRoute(revision=r.name, app_name=revision_app_name(r.name), weight=r.weight) for r in revisions
         ),
@@ -118,6 +132,33 @@ def build_router_config(
         idle_timeout_s=router.idle_timeout_seconds,
         shadow=shadow,
     )
+
+
+def build_adapter_routes(
+    revisions: Sequence[RevisionStatus], adapter_revision: str | None, rollouts: Sequence[AdapterRolloutStatus]
+) -> tuple[AdapterRoute, ...]:
+    """Every adapter of the live revisions (the adapter revision's source where two differ), each with
+    the versions every engine holds: from its rollout in `status.adapters` where there is one (stable
+    and canary with their weights; a canary still loading or validating at 0; none at all after a first
+    version failed), else the template's source at 100."""
+    templates = sorted(revisions, key=lambda r: r.name == adapter_revision)  # the adapter revision's last: it wins
+    adapters = {a.name: a for r in templates for a in r.template.adapters}
+    rollouts_by_name = {s.name: s for s in rollouts}
+    routes = []
+    for name in sorted(adapters):
+        rollout = rollouts_by_name.get(name)
+        versions: tuple[AdapterVersionRoute, ...]
+        if rollout is None:
+            source = adapters[name].source
+            versions = (AdapterVersionRoute(version=adapter_version(source), source=source, weight=100),)
+        else:
+            versions = tuple(
+                AdapterVersionRoute(version=v.version, source=v.source, weight=v.weight)
+                for v in (rollout.stable, rollout.canary)
+                if v is not None
+            )
+        routes.append(AdapterRoute(name=name, versions=versions))
+    return tuple(routes)
 
 
 def build_shadow_config(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None) -> ShadowConfig | None:
@@ -209,7 +250,14 @@ def build_serve_config(
     revisions = live_revisions(spec, status)
     bounds = revision_bounds(spec, status)
     direct = direct_revision(spec, status)
-    router = build_router_config(spec, revisions, pin_digest, build_shadow_config(spec, status))
+    router = build_router_config(
+        spec,
+        revisions,
+        pin_digest,
+        build_shadow_config(spec, status),
+        serving_revision(revisions, status),
+        status.adapters if status is not None else (),
+    )
     return ServeConfigV2(
         http_options=HTTPOptions(port=port),
         applications=(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from slm_operator.api.models import GoldenPrompt
+
 
 @dataclass(frozen=True)
 class ApplyRevisions:
@@ -65,4 +67,55 @@ class ClearCommand:
     """Remove the `slm.dev/rollout-command` annotation: it was acted upon or ignored."""
 
 
-Action = ApplyRevisions | RunValidation | ObserveMetrics | ObserveShadow | EmitEvent | RecordQuality | ClearCommand
+@dataclass(frozen=True)
+class LoadAdapter:
+    """Load `source` as `engine_adapter_name(name, version)` into every engine of the stable revision."""
+
+    name: str
+    version: str
+    source: str
+
+
+@dataclass(frozen=True)
+class UnloadAdapter:
+    """Remove one version of an adapter from every engine (after its weight went to 0)."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class ValidateAdapter:
+    """Send the adapter's golden prompts to `version`, through the engines of
+    `revision` (the stable one); hand the outcome back as
+    `AdapterObservation.validation[engine_adapter_name(name, version)]` on a later pass. `baseline`:
+    the version serving the adapter now, if any."""
+
+    name: str
+    version: str
+    baseline: str | None
+    revision: str
+    prompts: tuple[GoldenPrompt, ...]
+
+
+@dataclass(frozen=True)
+class SetAdapterWeights:
+    """Split the requests naming `name` between its versions (routers converge to this every pass)."""
+
+    name: str
+    weights: tuple[tuple[str, int], ...]
+
+
+Action = (
+    ApplyRevisions
+    | RunValidation
+    | ObserveMetrics
+    | ObserveShadow
+    | EmitEvent
+    | RecordQuality
+    | ClearCommand
+    | LoadAdapter
+    | UnloadAdapter
+    | ValidateAdapter
+    | SetAdapterWeights
+)

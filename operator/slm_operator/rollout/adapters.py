@@ -16,8 +16,9 @@ of one adapter can be loaded side by side. A source that failed is not retried u
 another one. `plan_capacity` derives the engine's `max_loras` / `max_lora_rank` from the adapters in
 flight (old + new during a rollout) and says, naming the field, when a spec cannot fit.
 
-Like `rollout.decide`, nothing here does I/O, reads a clock or logs; the spec and status models the
-shells will persist live here too until the shells carry adapter rollouts out.
+Like `rollout.decide`, nothing here does I/O, reads a clock or logs. The statuses it returns are
+`status.adapters` (`api.models.AdapterRolloutStatus`), from which the builder lists the versions every
+engine holds and their weights (`builder.serve_config.build_adapter_routes`).
 """
 
 from __future__ import annotations
@@ -26,21 +27,20 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
-
-from pydantic import Field
 
 from slm_operator.api.models import (
+    AdapterPhase,
+    AdapterRolloutStatus,
     AdapterSpec,
-    ApiModel,
+    AdapterVersionStatus,
     GoldenPrompt,
     TrafficStep,
-    ValidationResult,
     ValidationSpec,
 )
-from slm_operator.rollout.actions import EmitEvent
+from slm_operator.rollout.actions import EmitEvent, LoadAdapter, SetAdapterWeights, UnloadAdapter, ValidateAdapter
 from slm_operator.rollout.conditions import format_time, parse_time
 from slm_operator.rollout.gate import ValidationRun, evaluate_validation
+from slm_serving.config import adapter_engine_name
 
 ADAPTER_VERSION_LENGTH = 8
 SUPPORTED_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -54,86 +54,14 @@ def adapter_version(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:ADAPTER_VERSION_LENGTH]
 
 
-def engine_adapter_name(name: str, version: str) -> str:
-    """The name vLLM knows one version of an adapter by (two versions may be loaded at once)."""
-    return f"{name}@{version}"
+engine_adapter_name = adapter_engine_name
+"""The name vLLM knows one version of an adapter by (two versions may be loaded at once)."""
 
 
 # ---------------------------------------------------------------- spec and status
 
 
-class AdapterGoldenPrompt(GoldenPrompt):
-    adapter: str | None = Field(
-        default=None,
-        description="The adapter this prompt tests (sent with `model` set to it). Unset: the default set, "
-        "used for every adapter that no prompt names.",
-    )
-
-
-class AdapterPhase(StrEnum):
-    LOADING = "Loading"
-    VALIDATING = "Validating"
-    STEPPING = "Stepping"
-    STABLE = "Stable"
-    FAILED = "Failed"
-
-
-class AdapterVersionStatus(ApiModel):
-    version: str = Field(description="Hash of the source.")
-    source: str = Field(description="Where its weights are.")
-    weight: int = Field(ge=0, le=100, description="Percent of the requests naming the adapter it answers.")
-
-
-class AdapterRolloutStatus(ApiModel):
-    name: str = Field(description="The adapter's name (what clients send as `model`).")
-    phase: AdapterPhase = Field(description="Loading, Validating, Stepping, Stable or Failed.")
-    stable: AdapterVersionStatus | None = Field(default=None, description="The version serving it.")
-    canary: AdapterVersionStatus | None = Field(default=None, description="The version being rolled out.")
-    step: int = Field(default=0, ge=0, description="Index of the current traffic step while Stepping.")
-    since: str = Field(description="When the phase or step began (RFC 3339).")
-    failed_source: str | None = Field(
-        default=None, description="A source that was rolled back: not retried until the spec names another."
-    )
-    validation: ValidationResult | None = Field(default=None, description="The canary's last golden-prompt gate.")
-
-
 # ---------------------------------------------------------------- actions and observation
-
-
-@dataclass(frozen=True)
-class LoadAdapter:
-    """Load `source` as `engine_adapter_name(name, version)` into every engine of the stable revision."""
-
-    name: str
-    version: str
-    source: str
-
-
-@dataclass(frozen=True)
-class UnloadAdapter:
-    """Remove one version of an adapter from every engine (after its weight went to 0)."""
-
-    name: str
-    version: str
-
-
-@dataclass(frozen=True)
-class ValidateAdapter:
-    """Send the adapter's golden prompts to `version` (and to `baseline`, when given); hand the outcome
-    back as `AdapterObservation.validation[engine_adapter_name(name, version)]` on a later pass."""
-
-    name: str
-    version: str
-    baseline: str | None
-    prompts: tuple[GoldenPrompt, ...]
-
-
-@dataclass(frozen=True)
-class SetAdapterWeights:
-    """Split the requests naming `name` between its versions (routers converge to this every pass)."""
-
-    name: str
-    weights: tuple[tuple[str, int], ...]
 
 
 AdapterAction = LoadAdapter | UnloadAdapter | ValidateAdapter | SetAdapterWeights | EmitEvent
@@ -160,11 +88,12 @@ class AdapterDecision:
 # ---------------------------------------------------------------- prompts and capacity
 
 
-def adapter_prompts(prompts: Sequence[AdapterGoldenPrompt], name: str) -> tuple[GoldenPrompt, ...]:
-    """The golden prompts that validate adapter `name`: those naming it, else the default set."""
+def adapter_prompts(prompts: Sequence[GoldenPrompt], name: str) -> tuple[GoldenPrompt, ...]:
+    """The golden prompts that validate adapter `name`, each sent naming it: those naming it, else the
+    default set (those naming no adapter)."""
     own = [p for p in prompts if p.adapter == name]
     chosen = own or [p for p in prompts if p.adapter is None]
-    return tuple(GoldenPrompt.model_validate(p.model_dump(exclude={"adapter"})) for p in chosen)
+    return tuple(p.model_copy(update={"adapter": name}) for p in chosen)
 
 
 @dataclass(frozen=True)
@@ -180,40 +109,44 @@ class CapacityError:
     message: str
 
 
-def plan_capacity(
-    adapters: Sequence[AdapterSpec],
-    ranks: Mapping[str, int],
-    concurrent_rollouts: int,
-    limit: AdapterCapacity | None = None,
-) -> AdapterCapacity | CapacityError:
+def adapter_rank(adapter: AdapterSpec) -> int:
+    return adapter.rank or DEFAULT_ADAPTER_RANK
+
+
+def required_capacity(adapters: Sequence[AdapterSpec], concurrent_rollouts: int) -> AdapterCapacity:
     """`max_loras` / `max_lora_rank` for `adapters` with room for `concurrent_rollouts` canary versions
-    (old + new), or why they cannot fit `limit` (the running engine's, which only a restart changes)."""
-    needed_rank = max((ranks.get(a.name, DEFAULT_ADAPTER_RANK) for a in adapters), default=0)
-    for index, adapter in enumerate(adapters):
-        rank = ranks.get(adapter.name, DEFAULT_ADAPTER_RANK)
-        if rank > SUPPORTED_LORA_RANKS[-1]:
-            return CapacityError(
-                f"spec.adapters[{index}]",
-                f"rank {rank} exceeds vLLM's largest max_lora_rank {SUPPORTED_LORA_RANKS[-1]}",
-            )
-    rank = next((r for r in SUPPORTED_LORA_RANKS if r >= needed_rank), SUPPORTED_LORA_RANKS[0])
-    wanted = AdapterCapacity(
+    (old + new of one adapter loaded at once). The CRD bounds every rank by vLLM's largest."""
+    needed_rank = max((adapter_rank(a) for a in adapters), default=0)
+    rank = next((r for r in SUPPORTED_LORA_RANKS if r >= needed_rank), SUPPORTED_LORA_RANKS[-1])
+    return AdapterCapacity(
         max_loras=max(1, len(adapters) + min(concurrent_rollouts, len(adapters))), max_lora_rank=rank
     )
-    if limit is None:
-        return wanted
+
+
+def engine_capacity(adapters: Sequence[AdapterSpec]) -> AdapterCapacity | None:
+    """What a revision's engines start with: room for every adapter's old and new version at once, so
+    no adapter rollout needs a restart; None (LoRA off) without adapters."""
+    return required_capacity(adapters, len(adapters)) if adapters else None
+
+
+def plan_capacity(
+    adapters: Sequence[AdapterSpec], concurrent_rollouts: int, limit: AdapterCapacity
+) -> AdapterCapacity | CapacityError:
+    """The capacity `adapters` need with `concurrent_rollouts` in flight, or why it exceeds `limit` (the
+    running engines', which only a new revision changes), naming the field."""
+    wanted = required_capacity(adapters, concurrent_rollouts)
     if wanted.max_lora_rank > limit.max_lora_rank:
+        index, adapter = max(enumerate(adapters), key=lambda item: adapter_rank(item[1]))
         return CapacityError(
-            "spec.adapters",
-            f"an adapter of rank {needed_rank} needs max_lora_rank {wanted.max_lora_rank}, the running engines have "
-            f"{limit.max_lora_rank}: change spec.model.engineArgs.max_lora_rank (a new revision)",
+            f"spec.adapters[{index}].rank",
+            f"adapter {adapter.name} of rank {adapter_rank(adapter)} needs max_lora_rank {wanted.max_lora_rank}, "
+            f"the running engines have {limit.max_lora_rank}",
         )
     if wanted.max_loras > limit.max_loras:
         return CapacityError(
             "spec.adapters",
             f"{len(adapters)} adapters with {concurrent_rollouts} rolling out need max_loras {wanted.max_loras}, "
-            f"the running engines have {limit.max_loras}: remove adapters or raise "
-            "spec.model.engineArgs.max_loras (a new revision)",
+            f"the running engines have {limit.max_loras}",
         )
     return wanted
 
@@ -223,15 +156,24 @@ def plan_capacity(
 
 def decide_adapters(
     desired: Sequence[AdapterSpec],
-    prompts: Sequence[AdapterGoldenPrompt],
+    prompts: Sequence[GoldenPrompt],
     validation: ValidationSpec,
     steps: Sequence[TrafficStep],
     statuses: Sequence[AdapterRolloutStatus],
     observed: AdapterObservation,
     now: datetime,
+    *,
+    revision: str,
+    serving: Mapping[str, str] = {},
 ) -> AdapterDecision:
-    """One pass over every adapter: the next statuses (in spec order) and what the shell must do."""
+    """One pass over every adapter: the next statuses (in spec order) and what the shell must do.
+    `revision`: the stable revision, whose engines hold the versions; `serving`: the source each
+    adapter has in its template, which serves an adapter without a status (adopted as its stable
+    version, so a rollout from there keeps it serving until the new version is promoted)."""
     previous = {s.name: s for s in statuses}
+    for name, source in serving.items():
+        if name not in previous:
+            previous[name] = _adopted(name, source, now)
     out: list[AdapterRolloutStatus] = []
     actions: list[AdapterAction] = []
     wanted = {a.name for a in desired}
@@ -239,11 +181,16 @@ def decide_adapters(
         if status.name not in wanted:
             actions += _remove(status)
     for adapter in desired:
-        step = _AdapterStep(adapter, adapter_prompts(prompts, adapter.name), validation, steps, observed, now)
+        step = _AdapterStep(adapter, adapter_prompts(prompts, adapter.name), validation, steps, observed, now, revision)
         status, more = step.decide(previous.get(adapter.name))
         out.append(status)
         actions += more
     return AdapterDecision(tuple(out), tuple(actions))
+
+
+def _adopted(name: str, source: str, now: datetime) -> AdapterRolloutStatus:
+    stable = AdapterVersionStatus(version=adapter_version(source), source=source, weight=100)
+    return AdapterRolloutStatus(name=name, phase=AdapterPhase.STABLE, stable=stable, since=format_time(now))
 
 
 def _remove(status: AdapterRolloutStatus) -> list[AdapterAction]:
@@ -263,6 +210,7 @@ class _AdapterStep:
     steps: Sequence[TrafficStep]
     observed: AdapterObservation
     now: datetime
+    revision: str
 
     @property
     def name(self) -> str:
@@ -321,15 +269,19 @@ class _AdapterStep:
             return self._rolled_back(status, f"load failed: {error}", failed=True)
         if key not in self.observed.loaded:
             return status, [LoadAdapter(self.name, status.canary.version, status.canary.source)]
-        baseline = status.stable.version if status.stable else None
         validating = status.model_copy(update={"phase": AdapterPhase.VALIDATING, "since": format_time(self.now)})
-        return validating, [ValidateAdapter(self.name, status.canary.version, baseline, self.prompts)]
+        return validating, [self._validate(validating)]
+
+    def _validate(self, status: AdapterRolloutStatus) -> ValidateAdapter:
+        assert status.canary is not None
+        baseline = status.stable.version if status.stable else None
+        return ValidateAdapter(self.name, status.canary.version, baseline, self.revision, self.prompts)
 
     def _validating(self, status: AdapterRolloutStatus) -> tuple[AdapterRolloutStatus, list[AdapterAction]]:
         assert status.canary is not None
         run = self.observed.validation.get(engine_adapter_name(self.name, status.canary.version))
-        if run is None:
-            return status, []
+        if run is None:  # level-triggered: asked again until a run comes back (a probe may be lost)
+            return status, [self._validate(status)]
         spec = self.validation.model_copy(update={"prompts": list(self.prompts)})
         result = evaluate_validation(spec, run, format_time(self.now))
         status = status.model_copy(update={"validation": result})

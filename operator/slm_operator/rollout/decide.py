@@ -37,6 +37,7 @@ from slm_operator.rollout.actions import (
     RecordQuality,
     RunValidation,
 )
+from slm_operator.rollout.adapters import decide_adapters
 from slm_operator.rollout.commands import RolloutCommand
 from slm_operator.rollout.conditions import is_true, parse_time
 from slm_operator.rollout.cost import StepCost, build_cost_comparison
@@ -94,8 +95,36 @@ class _Decider(Working):
                 self._start(self.desired)
         else:
             self._steady()
+        self._adapter_rollouts()
         if self.command is not None and not self.command_consumed:
             self._ignore_command("no rollout in progress")
+
+    # ------------------------------------------------------------------ adapters
+
+    def _adapter_rollouts(self) -> None:
+        """Adapter rollouts (`rollout.adapters`) inside the stable revision, while it runs and no
+        revision rollout is in progress (a revision rollout holds them where they are). A new stable
+        revision starts from its own template's adapters."""
+        st = self.status
+        if st.stable_revision != self.before.stable_revision:
+            st.adapters = []
+        stable = next((r for r in st.revisions if r.name == st.stable_revision), None)
+        if stable is None or st.canary_revision is not None or stable.name not in self.observed.running:
+            return
+        validation = self.spec.rollout.validation
+        decision = decide_adapters(
+            self.spec.adapters,
+            validation.prompts,
+            validation,
+            self.spec.rollout.steps,
+            st.adapters,
+            self.observed.adapters,
+            self.now_dt,
+            revision=stable.name,
+            serving={a.name: a.source for a in stable.template.adapters},
+        )
+        st.adapters = list(decision.statuses)
+        self.actions += decision.actions
 
     # ------------------------------------------------------------------ commands
 

@@ -19,6 +19,7 @@ from slm_operator.api.models import (
 from slm_operator.api.revision import compute_revision, revision_template
 from slm_operator.rollout import shadow
 from slm_operator.rollout.actions import Action, ApplyRevisions, ClearCommand, EmitEvent
+from slm_operator.rollout.adapters import AdapterObservation
 from slm_operator.rollout.commands import InvalidCommandError, RolloutCommand, parse_rollout_command
 from slm_operator.rollout.conditions import ConditionStatus, find_condition, format_time, is_true, set_condition
 from slm_operator.rollout.cost import Prices
@@ -116,6 +117,8 @@ class Observation:
     """Value of the `slm.dev/rollout-command` annotation."""
     start_failures: Mapping[str, StartFailure] = field(default_factory=dict)
     """Revisions whose replicas failed to start (see `rollout.start_failure`)."""
+    adapters: AdapterObservation = field(default_factory=AdapterObservation)
+    """The adapter versions the stable's engines hold, and finished adapter validations."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,32 @@ SAME_REVISION = [
     ("ray image", lambda s: s.update(rayImage="ghcr.io/slm-dev/slm-serving:0.2.0")),
     ("cluster upgrade approval", lambda s: s.update(clusterUpgrade={"approval": "Automatic"})),
 ]
+LORA = "qwen2.5-lora.yaml"
+ADAPTER_NEW_REVISION = [
+    ("adapter added", lambda s: s["adapters"].append({"name": "c", "source": "s3://adapters/c"})),
+    ("adapter removed", lambda s: s["adapters"].pop()),
+    ("rank above the engines' bucket", lambda s: s["adapters"][0].update(rank=64)),
+    ("source on another PVC", lambda s: s["adapters"][1].update(source="pvc://other/sql-writer")),
+]
+ADAPTER_SAME_REVISION = [
+    ("new source", lambda s: s["adapters"][0].update(source="s3://ml-artifacts/adapters/qwen-support/v4")),
+    ("new path on the same PVC", lambda s: s["adapters"][1].update(source="pvc://adapters/qwen/sql-writer-v2")),
+    ("rank within the bucket", lambda s: s["adapters"][0].update(rank=8)),
+]
+
+
+@pytest.mark.parametrize(("what", "mutate"), ADAPTER_NEW_REVISION, ids=[c[0] for c in ADAPTER_NEW_REVISION])
+def test_adapter_changes_the_engines_cannot_take_make_a_new_revision(
+    what: str, mutate: Callable[[dict[str, Any]], Any]
+) -> None:
+    assert _spec(mutate, LORA) != _spec(example=LORA)
+
+
+@pytest.mark.parametrize(("what", "mutate"), ADAPTER_SAME_REVISION, ids=[c[0] for c in ADAPTER_SAME_REVISION])
+def test_a_new_adapter_version_is_an_adapter_rollout_not_a_revision(
+    what: str, mutate: Callable[[dict[str, Any]], Any]
+) -> None:
+    assert _spec(mutate, LORA) == _spec(example=LORA)
 
 
 @pytest.mark.parametrize(("what", "mutate"), NEW_REVISION, ids=[c[0] for c in NEW_REVISION])

@@ -118,7 +118,8 @@ def test_serve_config_during_a_canary_sends_everything_through_the_router_app() 
         (canary, revision_app_name(canary), 10),
     }
     assert router.served_model_name == deployment.spec.model.served_model_name
-    assert router.adapter_names == ("sql-writer", "support-tickets")
+    assert [a.name for a in router.adapters] == ["sql-writer", "support-tickets"]
+    assert router.adapter_revision == stable  # adapter requests are answered by the stable's engines
     for name in (stable, canary):  # every engine carries the routes: any of them can take the HTTP route
         assert (
             apps[revision_app_name(name)]["deployments"][0]["user_config"]
@@ -128,8 +129,9 @@ def test_serve_config_during_a_canary_sends_everything_through_the_router_app() 
     assert app["route_prefix"] is None and app["import_path"] == MODEL_IMPORT_PATH
     args = ModelAppArgs.model_validate(app["args"])
     assert args.revision == canary and args.engine.source == "hf://Qwen/Qwen2.5-0.5B"
-    assert [a.name for a in args.engine.adapters] == ["support-tickets", "sql-writer"]
-    assert args.engine.engine_args["enable_lora"] is True
+    # LoRA capacity derived from spec.adapters: old + new version of both, the largest rank (32).
+    assert (args.engine.max_loras, args.engine.max_lora_rank) == (4, 32)
+    assert args.engine.engine_args == {}
 
 
 def _promoted(deployment: SLMDeployment) -> SLMDeployment:

@@ -7,12 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from slm_operator.api.models import AdapterSpec, Expectation, TrafficStep, ValidationSpec
+from slm_operator.api.models import AdapterSpec, Expectation, GoldenPrompt, TrafficStep, ValidationSpec
 from slm_operator.rollout.actions import EmitEvent
 from slm_operator.rollout.adapters import (
     AdapterCapacity,
     AdapterDecision,
-    AdapterGoldenPrompt,
     AdapterObservation,
     AdapterPhase,
     AdapterRolloutStatus,
@@ -25,16 +24,18 @@ from slm_operator.rollout.adapters import (
     adapter_version,
     decide_adapters,
     engine_adapter_name,
+    engine_capacity,
     plan_capacity,
+    required_capacity,
 )
 from slm_operator.rollout.gate import PromptOutcome, ValidationRun
 
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 V1, V2 = "tiny://lora-good", "tiny://lora-bad"
 PROMPTS = (
-    AdapterGoldenPrompt(name="france", prompt="What is the capital of France?", adapter="tickets",
+    GoldenPrompt(name="france", prompt="What is the capital of France?", adapter="tickets",
                         expect=Expectation(contains=["Madrid"])),
-    AdapterGoldenPrompt(name="default", prompt="hello", expect=Expectation(contains=["hi"])),
+    GoldenPrompt(name="default", prompt="hello", expect=Expectation(contains=["hi"])),
 )  # fmt: skip
 NOTHING_SEEN = AdapterObservation()
 STEPS = (TrafficStep(weight=20, pause_seconds=60), TrafficStep(weight=50, pause_seconds=60))
@@ -49,7 +50,7 @@ def run(
     at: timedelta = timedelta(0),
 ) -> AdapterDecision:
     desired = [AdapterSpec(name="tickets", source=source)] if source else []
-    return decide_adapters(desired, PROMPTS, ValidationSpec(), steps, statuses, observed, T0 + at)
+    return decide_adapters(desired, PROMPTS, ValidationSpec(), steps, statuses, observed, T0 + at, revision="r1")
 
 
 def stable_on_v1() -> AdapterRolloutStatus:
@@ -171,27 +172,60 @@ def test_prompts_naming_an_adapter_else_the_default_set(adapter: str, expected: 
     assert [p.name for p in chosen] == expected
 
 
-ADAPTERS = [AdapterSpec(name="a", source=V1), AdapterSpec(name="b", source=V2)]
+def _adapters(*ranks: int | None) -> list[AdapterSpec]:
+    return [AdapterSpec(name=f"a{i}", source=f"tiny://lora-{i}", rank=r) for i, r in enumerate(ranks)]
+
+
+@pytest.mark.parametrize(
+    ("ranks", "rollouts", "expected"),
+    [
+        ((8, 8), 1, AdapterCapacity(max_loras=3, max_lora_rank=8)),
+        ((8, 20), 5, AdapterCapacity(max_loras=4, max_lora_rank=32)),
+        ((None, None), 0, AdapterCapacity(max_loras=2, max_lora_rank=16)),
+        ((300,), 1, AdapterCapacity(max_loras=2, max_lora_rank=320)),
+    ],
+)
+def test_required_capacity(ranks: tuple[int | None, ...], rollouts: int, expected: AdapterCapacity) -> None:
+    assert required_capacity(_adapters(*ranks), rollouts) == expected
+
+
+def test_engines_have_room_for_every_adapter_rolling_out_and_no_lora_without_adapters() -> None:
+    assert engine_capacity(_adapters(8, None, 64)) == AdapterCapacity(max_loras=6, max_lora_rank=64)
+    assert engine_capacity([]) is None
 
 
 @pytest.mark.parametrize(
     ("ranks", "rollouts", "limit", "expected"),
     [
-        ({"a": 8, "b": 8}, 1, None, AdapterCapacity(max_loras=3, max_lora_rank=8)),
-        ({"a": 8, "b": 20}, 5, None, AdapterCapacity(max_loras=4, max_lora_rank=32)),
-        ({}, 0, None, AdapterCapacity(max_loras=2, max_lora_rank=16)),
-        ({"a": 8, "b": 8}, 1, AdapterCapacity(3, 8), AdapterCapacity(max_loras=3, max_lora_rank=8)),
-        ({"a": 8, "b": 8}, 2, AdapterCapacity(3, 8), "need max_loras 4, the running engines have 3"),
-        ({"a": 8, "b": 64}, 0, AdapterCapacity(4, 16), "needs max_lora_rank 64, the running engines have 16"),
-        ({"a": 1024}, 0, None, "spec.adapters[0]: rank 1024 exceeds"),
+        ((8, 8), 1, AdapterCapacity(3, 8), AdapterCapacity(max_loras=3, max_lora_rank=8)),
+        (
+            (8, 8),
+            2,
+            AdapterCapacity(3, 8),
+            "spec.adapters: 2 adapters with 2 rolling out need max_loras 4, the running engines have 3",
+        ),
+        (
+            (8, 64),
+            0,
+            AdapterCapacity(4, 16),
+            "spec.adapters[1].rank: adapter a1 of rank 64 needs max_lora_rank 64, the running engines have 16",
+        ),
     ],
 )
-def test_plan_capacity(
-    ranks: dict[str, int], rollouts: int, limit: AdapterCapacity | None, expected: AdapterCapacity | str
+def test_plan_capacity_names_the_field_that_does_not_fit(
+    ranks: tuple[int, ...], rollouts: int, limit: AdapterCapacity, expected: AdapterCapacity | str
 ) -> None:
-    plan = plan_capacity(ADAPTERS, ranks, rollouts, limit)
+    plan = plan_capacity(_adapters(*ranks), rollouts, limit)
     if isinstance(expected, AdapterCapacity):
         assert plan == expected
     else:
         assert isinstance(plan, CapacityError)
-        assert expected in f"{plan.field}: {plan.message}"
+        assert f"{plan.field}: {plan.message}" == expected
+
+
+def test_validation_is_asked_again_until_a_run_comes_back() -> None:
+    loading = run([stable_on_v1()]).statuses
+    validating = run(loading, AdapterObservation(loaded=frozenset({key(V1), key(V2)})))
+    again = run(validating.statuses, AdapterObservation(loaded=frozenset({key(V1), key(V2)})))
+    assert again.statuses == validating.statuses
+    assert again.actions == validating.actions and isinstance(again.actions[0], ValidateAdapter)

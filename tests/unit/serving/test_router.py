@@ -40,8 +40,13 @@ class FakeEngine:
         self.fail_stream_after: int | None = None
         self.stream_stall_after: int | None = None
         self.cancelled = asyncio.Event()
+        self.loras: list[str | None] = []
 
-    async def complete(self, endpoint: str, body: bytes) -> Head:
+    def adapter_state(self) -> dict[str, Any]:
+        return {"loaded": ["sql@v1"], "errors": {"sql@v2": "bad weights"}}
+
+    async def complete(self, endpoint: str, body: bytes, lora: str | None = None) -> Head:
+        self.loras.append(lora)
         try:
             await asyncio.sleep(self.stall_s)
         except asyncio.CancelledError:
@@ -51,7 +56,10 @@ class FakeEngine:
             return (self.status, b'{"error": {"message": "CUDA error: secret internal detail"}}', 0, 0)
         return (self.status, b'{"choices": [{"text": "ok"}]}', 3, 1)
 
-    async def stream(self, endpoint: str, body: bytes) -> AsyncGenerator[Head | str | Usage, None]:
+    async def stream(
+        self, endpoint: str, body: bytes, lora: str | None = None
+    ) -> AsyncGenerator[Head | str | Usage, None]:
+        self.loras.append(lora)
         yield (200, None, 0, 0)
         try:
             for index in range(3):
@@ -270,3 +278,52 @@ def test_internal_failures_reach_the_log_not_the_client(caplog: pytest.LogCaptur
 
 async def _stream_text(router: Router, headers: dict[str, str]) -> str:
     return await _read_stream(await router.handle(_request("/v1/completions", STREAM_BODY, headers)))
+
+
+ADAPTERS = [
+    {
+        "name": "sql",
+        "versions": [
+            {"version": "v1", "source": "s3://a/v1", "weight": 100},
+            {"version": "v2", "source": "s3://a/v2", "weight": 0},
+        ],
+    }
+]
+
+
+def test_a_request_naming_an_adapter_gets_its_weighted_version_on_the_adapter_revision() -> None:
+    engine = FakeEngine()
+    router = _router(engine, routes={"local": 0, "other": 100}, adapters=ADAPTERS, adapter_revision="local")
+    for _ in range(20):  # the revision weights would send it to `other`; v2 has weight 0
+        response = asyncio.run(router.handle(_request("/v1/completions", b'{"model": "sql", "prompt": "hi"}')))
+        assert response.status_code == 200
+    assert engine.loras == ["sql@v1"] * 20
+
+
+def test_only_the_operator_may_name_an_adapter_version() -> None:
+    engine = FakeEngine()
+    router = _router(engine, adapters=ADAPTERS, adapter_revision="local")
+    body = b'{"model": "sql@v2", "prompt": "hi"}'
+    user = asyncio.run(router.handle(_request("/v1/completions", body)))
+    assert user.status_code == 404 and b"sql@v2" in user.body
+    operator = asyncio.run(router.handle(_request("/v1/completions", body, {PIN_PROOF_HEADER: TOKEN})))
+    assert operator.status_code == 200
+    assert engine.loras == ["sql@v2"]
+
+
+def test_an_adapter_without_a_serving_version_is_503_and_the_base_model_unaffected() -> None:
+    engine = FakeEngine()
+    waiting = [{"name": "sql", "versions": [{"version": "v1", "source": "s3://a/v1", "weight": 0}]}]
+    router = _router(engine, adapters=waiting, adapter_revision="local")
+    refused = asyncio.run(router.handle(_request("/v1/completions", b'{"model": "sql", "prompt": "hi"}')))
+    assert refused.status_code == 503 and json.loads(refused.body)["error"]["code"] == "adapter_not_ready"
+    assert asyncio.run(router.handle(_request("/v1/completions"))).status_code == 200
+    assert engine.loras == [None]
+
+
+def test_the_operator_reads_the_adapter_state_of_the_adapter_revision() -> None:
+    router = _router(FakeEngine(), adapters=ADAPTERS, adapter_revision="local")
+    user = asyncio.run(router.handle(_request("/slm/adapters", b"", method="GET")))
+    assert user.status_code == 404
+    read = asyncio.run(router.handle(_request("/slm/adapters", b"", {PIN_PROOF_HEADER: TOKEN}, method="GET")))
+    assert json.loads(read.body) == {"loaded": ["sql@v1"], "errors": {"sql@v2": "bad weights"}, "revision": "local"}

@@ -8,9 +8,16 @@ import signal
 import pytest
 import yaml
 
-from slm_operator.api.models import CostComparison, ShadowResult, SLMDeploymentStatus
+from slm_operator.api.models import (
+    AdapterPhase,
+    AdapterRolloutStatus,
+    AdapterVersionStatus,
+    CostComparison,
+    ShadowResult,
+    SLMDeploymentStatus,
+)
 from slm_operator.api.validation import parse_deployment
-from slm_operator.embedded import StopSignals, fit_to_machine, start_gave_up, summary_line
+from slm_operator.embedded import StopSignals, _served, fit_to_machine, start_gave_up, summary_line
 from slm_operator.rollout.decide import Observation, decide
 from slm_operator.rollout.start_failure import StartFailure
 from tests.conftest import EXAMPLES
@@ -103,3 +110,18 @@ def test_the_summary_shows_the_shadow_phase_while_its_canary_is_live() -> None:
         "  shadow: 12 pairs, 75% agree, 0 canary errors, 3 skipped (Inconclusive)"
     )
     assert len(summary_line(status.model_copy(update={"canary_revision": None})).splitlines()) == 1
+
+
+def test_an_adapter_rollout_changes_what_the_local_serve_must_run() -> None:
+    """A new adapter version in `status.adapters` (the revisions' weights unchanged) is re-applied."""
+    stable = AdapterVersionStatus(version="v1", source="tiny://lora-good", weight=100)
+    serving = AdapterRolloutStatus(name="atlas", phase=AdapterPhase.STABLE, stable=stable, since="t0")
+    loading = serving.model_copy(
+        update={"phase": AdapterPhase.LOADING, "canary": AdapterVersionStatus(version="v2", source="x", weight=0)}
+    )
+    before = SLMDeploymentStatus(adapters=[serving])
+    after = SLMDeploymentStatus(adapters=[loading])
+    assert _served(tiny_spec(), before) != _served(tiny_spec(), after)
+    assert _served(tiny_spec(), after) == _served(tiny_spec(), after.model_copy(update={"adapters": [
+        loading.model_copy(update={"phase": AdapterPhase.VALIDATING, "since": "t1"})
+    ]}))  # fmt: skip

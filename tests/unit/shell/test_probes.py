@@ -16,15 +16,17 @@ from slm_operator.observer import ProbeLoop, RolloutObserver
 from slm_operator.probes import (
     StreamError,
     chunk_text,
+    parse_adapter_state,
     parse_samples,
     parse_shadow,
     run_validation,
 )
-from slm_operator.rollout.actions import ObserveMetrics
+from slm_operator.rollout.actions import ObserveMetrics, ValidateAdapter
 from slm_operator.rollout.live import LiveSamples, RevisionSamples
-from slm_serving.config import PIN_PROOF_HEADER, REVISION_HEADER, ShadowConfig
+from slm_serving.config import ADAPTERS_PATH, PIN_PROOF_HEADER, REVISION_HEADER, ShadowConfig
 from slm_serving.samples import SampleWindow, parse_after
 from slm_serving.shadow import Answer, ShadowRecorder
+from tests.unit.rollout.helpers import spec
 
 SSE = {"content-type": "text/event-stream"}
 
@@ -272,3 +274,46 @@ def test_shadow_counts_read_back_as_the_router_exports_them() -> None:
     assert parse_shadow({"revision": None}) is None
     with pytest.raises(ValueError, match="unreadable shadow"):
         parse_shadow({"revision": "b"})
+
+
+def test_observer_reads_adapter_state_and_validates_one_version_by_its_engine_name() -> None:
+    """The router is an `httpx.MockTransport` (the HTTP boundary): `GET /slm/adapters` answers the
+    engines' state; a golden prompt must name the version (`atlas@v2`) and be pinned to the stable."""
+    asked: list[tuple[str, str]] = []
+
+    def router(request: httpx.Request) -> httpx.Response:
+        if request.headers.get(PIN_PROOF_HEADER) != "token-1":
+            return httpx.Response(404)
+        if request.url.path == ADAPTERS_PATH:
+            state = {"loaded": ["atlas@v1", "atlas@v2"], "errors": {"atlas@v3": "rank 64 > 8"}, "revision": "sta"}
+            return httpx.Response(200, json=state)
+        body = json.loads(request.content)
+        asked.append((request.headers[REVISION_HEADER], body["model"]))
+        chunk = json.dumps({"choices": [{"text": "Quito"}]})
+        headers = {**SSE, REVISION_HEADER: request.headers[REVISION_HEADER]}
+        return httpx.Response(200, text=f"data: {chunk}\n\ndata: [DONE]\n\n", headers=headers)
+
+    probes = ProbeLoop()
+    try:
+        observer = RolloutObserver(probes, transport=httpx.MockTransport(router))
+        observer.observe_adapters("http://router", pin_token="token-1")
+        prompt = GoldenPrompt(name="capital", prompt="Capital?", adapter="atlas")
+        action = ValidateAdapter("atlas", "v2", "v1", "sta", (prompt,))
+        observer.run_adapter_validation("http://router", spec(), action, pin_token="token-1")
+        deadline = time.monotonic() + 10
+        while not (taken := observer.take_adapters()).validation:
+            assert time.monotonic() < deadline, "no adapter validation finished"
+            time.sleep(0.01)
+        assert taken.loaded == {"atlas@v1", "atlas@v2"} and taken.load_errors == {"atlas@v3": "rank 64 > 8"}
+        run = taken.validation["atlas@v2"]
+        assert run.revision == "atlas@v2" and [o.answer for o in run.outcomes] == ["Quito"]
+        assert set(asked) == {("sta", "atlas@v2")}  # warm-up and prompt: that version, on the stable
+        assert observer.take_adapters().validation == {}  # handed over once; the state is kept
+    finally:
+        probes.close()
+
+
+@pytest.mark.parametrize("body", [{}, {"loaded": ["a"]}, {"loaded": ["a"], "errors": ["a"]}])
+def test_a_malformed_adapter_state_is_a_value_error(body: object) -> None:
+    with pytest.raises(ValueError, match="malformed adapter state"):
+        parse_adapter_state(body)
