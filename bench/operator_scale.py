@@ -175,11 +175,19 @@ def main() -> None:
             validating_during = slow.answered < args.canaries * 10  # still far from done
             cpu = cpu_seconds(operator.pid)
             peak = proc_status_mib(operator.pid, "VmHWM")
+            emulator_cpu = cpu_seconds(emulator.pid)
         finally:
             emulator.stdin.close() if emulator.stdin else None
     emulator.wait(30)
     print(
-        json.dumps({"slow_router_requests": slow.requests, "canaries_still_validating": validating_during}),
+        json.dumps(
+            {
+                "slow_router_requests": slow.requests,
+                "canaries_still_validating": validating_during,
+                "emulator_cpu_seconds": round(emulator_cpu, 1),
+                "load_average": os.getloadavg(),
+            }
+        ),
         file=sys.stderr,
     )
     print(
