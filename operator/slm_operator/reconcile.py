@@ -99,12 +99,18 @@ class Reconciler:
     """The RayService resourceVersion the last finished pass over each object read or wrote."""
 
     def reconcile(self, body: dict[str, Any]) -> Phase:
-        """One pass over the object as it is now (a trigger's body may predate the status the previous
-        pass wrote). kopf runs watch handlers, timers and the RayService handler concurrently: passes
-        over one SLMDeployment are serialized here. Raises `RetryLaterError` when the RayService cannot be
-        written, `ConflictError` when the object keeps changing under our status writes."""
+        """One pass over the object as it is now: re-read, as a trigger's body may predate the status the
+        previous pass wrote (unless it is a new object's first). kopf runs watch handlers, timers and the
+        RayService handler concurrently: passes over one SLMDeployment are serialized here. Raises
+        `RetryLaterError` when the RayService cannot be written, `ConflictError` when the object keeps
+        changing under our status writes."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         with self._lock_for((namespace, name)):
+            if _never_passed(body) and (namespace, name) not in self.seen_rayservices:
+                try:  # nothing a pass wrote can be missing from it; the status write catches anyone else's
+                    return self._pass(body)
+                except StatusConflictError:
+                    log.info("SLMDeployment %s/%s changed since its first event; re-reading", namespace, name)
             return self._fresh_pass(namespace, name)
 
     def rayservice_changed(self, namespace: str, name: str, resource_version: str | None) -> None:
@@ -361,6 +367,12 @@ def _with_serving_details(
     failure = failure_message(observe(existing), [r.name for r in status.revisions])
     message = f"{status.message}; {failure}" if failure and failure not in status.message else status.message
     return status.model_copy(update={"endpoint": endpoint_url(name, namespace), "message": message})
+
+
+def _never_passed(body: dict[str, Any]) -> bool:
+    """A whole object (from a watch event) no pass has written status to yet: a new SLMDeployment.
+    Its first pass needs no re-read (one GET fewer per object created)."""
+    return "spec" in body and "status" not in body and bool(body["metadata"].get("resourceVersion"))
 
 
 def _without_status(body: dict[str, Any]) -> dict[str, Any]:
