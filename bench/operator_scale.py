@@ -23,9 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -53,46 +51,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
-class Watched:
-    """How many objects of one kind were added since the bench started, kept by one watch in a thread of
-    its own: polling the list (1 000 RayServices of ~10 kB every half second) loaded the emulator and
-    this process more than the operator's own traffic, and was part of what got measured."""
+def count(k8s: kubernetes.client.CustomObjectsApi, plural: tuple[str, ...]) -> int:
+    return len(k8s.list_namespaced_custom_object(*plural)["items"])
 
-    def __init__(self, call: Callable[..., Any], *args: str) -> None:
-        listed = json.loads(call(*args, _preload_content=False).data)
-        self.added = len(listed["items"])
-        self._changed = threading.Condition()
-        version = listed["metadata"]["resourceVersion"]
-        threading.Thread(target=self._follow, args=(call, args, version), daemon=True).start()
 
-    def _follow(self, call: Callable[..., Any], args: tuple[str, ...], version: str) -> None:
-        stream = call(*args, watch=True, resource_version=version, _preload_content=False)
-        for line in stream:
-            if json.loads(line)["type"] == "ADDED":
-                with self._changed:
-                    self.added += 1
-                    self._changed.notify_all()
+def count_events(core: kubernetes.client.CoreV1Api) -> int:
+    return len(core.list_namespaced_event("default").items)
 
-    def wait_for(self, wanted: int, timeout: float, what: str) -> None:
-        with self._changed:
-            if not self._changed.wait_for(lambda: self.added >= wanted, timeout):
-                raise SystemExit(f"timed out: {what} ({self.added} of {wanted})")
 
-    def settle(self, timeout: float, quiet_s: float = 10) -> None:
-        """Wait until nothing has been added for `quiet_s` (e.g. the creations' Events are all posted)."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while time.monotonic() < deadline:
-                before = self.added
-                self._changed.wait(quiet_s)
-                if self.added == before:
-                    return
+def settle_events(core: kubernetes.client.CoreV1Api, timeout: float, quiet_s: float = 10) -> None:
+    """Wait until no Event has been posted for `quiet_s` (the backlog of the creations is through)."""
+    deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = count_events(core)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
+        time.sleep(1)
 
 
 def body(i: int) -> dict[str, Any]:
-    """Object `i`: its own name and served model name (so no two specs are alike), every 10th autoscaled."""
     obj = tiny(f"slm-{i:05d}")
-    obj["spec"]["model"]["servedModelName"] = f"tiny-{i:05d}"
     if i % 10 == 0:
         obj["spec"]["autoscaling"]["maxReplicas"] = 2
     return obj
@@ -140,7 +120,7 @@ def start_canary(k8s: kubernetes.client.CustomObjectsApi, name: str, timeout: fl
     wait(lambda: len(report_all_running(k8s, name)) == 3, timeout, f"{name} canary in its RayService", 0.1)
 
 
-def parse_args() -> argparse.Namespace:
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--edits", type=int, default=40)
@@ -149,11 +129,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steady-seconds", type=float, default=90.0)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--edit-timeout", type=float, default=120)
-    return parser.parse_args()
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    """The emulator as a process of its own; it serves until its stdin closes."""
+    args = parser.parse_args()
+    log_dir = pathlib.Path(tempfile.gettempdir())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "operator"), str(ROOT / "serving")])}
     emulator = subprocess.Popen(
         [sys.executable, "-m", "tests.harness.emulator"],
@@ -164,13 +141,7 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
         text=True,
     )
     assert emulator.stdout is not None
-    return emulator, emulator.stdout.readline().strip()
-
-
-def main() -> None:
-    args = parse_args()
-    log_dir = pathlib.Path(tempfile.gettempdir())
-    emulator, url = start_emulator()
+    url = emulator.stdout.readline().strip()
     config = kubernetes.client.Configuration(host=url)
     config.connection_pool_maxsize = 32
     client = kubernetes.client.ApiClient(config)
@@ -181,21 +152,17 @@ def main() -> None:
         OperatorProcess(url, log, SLM_LOG_FORMAT="json", SLM_ROUTER_URL_TEMPLATE=slow.url) as operator,
     ):
         try:
-            rayservices = Watched(k8s.list_namespaced_custom_object, *RAYS)
-            events = Watched(core.list_namespaced_event, "default")
             k8s.create_namespaced_custom_object(*SLMD, tiny("warm-up"))  # the operator is up once it acts
-            rayservices.wait_for(1, 60, "operator start")
-            start, cpu_before = time.monotonic(), (cpu_seconds(operator.pid), cpu_seconds(emulator.pid))
+            wait(lambda: count(k8s, RAYS) == 1, 60, "operator start", 0.2)
+            start = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(16) as pool:
                 list(pool.map(lambda i: k8s.create_namespaced_custom_object(*SLMD, body(i)), range(args.objects)))
-            rayservices.wait_for(args.objects + 1, args.timeout, "all RayServices")
+            wait(lambda: count(k8s, RAYS) == args.objects + 1, args.timeout, "all RayServices", 0.5)
             to_all_s = time.monotonic() - start
-            creation_cpu = (cpu_seconds(operator.pid) - cpu_before[0], cpu_seconds(emulator.pid) - cpu_before[1])
-            creation_load = os.getloadavg()[0]
-            events.settle(300)  # the creations' Events posted: what follows is steady state
-            events_before, steady_started = events.added, time.monotonic()
+            settle_events(core, 300)  # the creations' Events posted: what follows is steady state
+            events_before, steady_started = count_events(core), time.monotonic()
             time.sleep(args.steady_seconds)
-            steady_events = events.added - events_before
+            steady_events = count_events(core) - events_before
             steady_hours = (time.monotonic() - steady_started) / 3600
             names = [f"slm-{i:05d}" for i in range(args.objects)]
             rng = random.Random(1)
@@ -208,21 +175,11 @@ def main() -> None:
             validating_during = slow.answered < args.canaries * 10  # still far from done
             cpu = cpu_seconds(operator.pid)
             peak = proc_status_mib(operator.pid, "VmHWM")
-            emulator_cpu = cpu_seconds(emulator.pid)
         finally:
             emulator.stdin.close() if emulator.stdin else None
     emulator.wait(30)
     print(
-        json.dumps(
-            {
-                "slow_router_requests": slow.requests,
-                "canaries_still_validating": validating_during,
-                "emulator_cpu_seconds": round(emulator_cpu, 1),
-                "creation_cpu_seconds": {"operator": round(creation_cpu[0], 1), "emulator": round(creation_cpu[1], 1)},
-                "creation_load_average_1m": round(creation_load, 2),
-                "load_average": os.getloadavg(),
-            }
-        ),
+        json.dumps({"slow_router_requests": slow.requests, "canaries_still_validating": validating_during}),
         file=sys.stderr,
     )
     print(

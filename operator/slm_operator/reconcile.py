@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slm_operator import constants
+from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import ConditionType, Phase, SLMDeployment, SLMDeploymentStatus
-from slm_operator.api.validation import FieldError, apply_defaults, slm_validator, validate_object
+from slm_operator.api.validation import FieldError, apply_defaults, validate_object
 from slm_operator.builder.cluster_plan import plan_deployment_cluster
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
 from slm_operator.canary_pin import pin_digest, pin_token
@@ -95,43 +96,23 @@ class Reconciler:
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="slm-wake")
     )
     _pending_wakes: set[Key] = field(default_factory=set)
-    seen_rayservices: dict[Key, str] = field(default_factory=dict)
-    """The RayService resourceVersion the last finished pass over each object read or wrote."""
 
     def reconcile(self, body: dict[str, Any]) -> Phase:
-        """One pass over the object as it is now: re-read, as a trigger's body may predate the status the
-        previous pass wrote (unless it is a new object's first). kopf runs watch handlers, timers and the
-        RayService handler concurrently: passes over one SLMDeployment are serialized here. Raises
-        `RetryLaterError` when the RayService cannot be written, `ConflictError` when the object keeps
-        changing under our status writes."""
+        """One pass over the object as it is now (a trigger's body may predate the status the previous
+        pass wrote). kopf runs watch handlers, timers and the RayService handler concurrently: passes
+        over one SLMDeployment are serialized here. Raises `RetryLaterError` when the RayService cannot be
+        written, `ConflictError` when the object keeps changing under our status writes."""
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         with self._lock_for((namespace, name)):
-            if _never_passed(body) and (namespace, name) not in self.seen_rayservices:
-                try:  # nothing a pass wrote can be missing from it; the status write catches anyone else's
-                    return self._pass(body)
+            for _ in range(self.settings.conflict_retries + 1):
+                try:
+                    fresh = self.api.get_deployment(namespace, name)
+                except NotFoundError:  # deleted meanwhile: nothing to do
+                    return Phase.PENDING
+                try:
+                    return self._pass(fresh)
                 except StatusConflictError:
-                    log.info("SLMDeployment %s/%s changed since its first event; re-reading", namespace, name)
-            return self._fresh_pass(namespace, name)
-
-    def rayservice_changed(self, namespace: str, name: str, resource_version: str | None) -> None:
-        """The RayService of SLMDeployment `name` changed to `resource_version`: a pass, unless the last
-        finished pass already read or wrote that version (the watch's echo of our own write, after which
-        a pass would only repeat the last one)."""
-        key = (namespace, name)
-        with self._lock_for(key):
-            if resource_version is None or self.seen_rayservices.get(key) != resource_version:
-                self._fresh_pass(namespace, name)
-
-    def _fresh_pass(self, namespace: str, name: str) -> Phase:
-        for _ in range(self.settings.conflict_retries + 1):
-            try:
-                fresh = self.api.get_deployment(namespace, name)
-            except NotFoundError:  # deleted meanwhile: nothing to do
-                return Phase.PENDING
-            try:
-                return self._pass(fresh)
-            except StatusConflictError:
-                log.info("SLMDeployment %s/%s changed while we wrote its status; re-reading", namespace, name)
+                    log.info("SLMDeployment %s/%s changed while we wrote its status; re-reading", namespace, name)
         raise ConflictError(f"SLMDeployment {namespace}/{name} kept changing under our status writes", 409)
 
     def _pass(self, body: dict[str, Any]) -> Phase:
@@ -143,7 +124,7 @@ class Reconciler:
             return self._write_status(
                 body, previous, build_invalid_status(previous, [str(e) for e in errors], generation, now)
             )
-        deployment = SLMDeployment.model_validate(apply_defaults(_without_status(body), slm_validator().schema))
+        deployment = SLMDeployment.model_validate(apply_defaults(_without_status(body), build_openapi_schema()))
         observer = self._observer(key)
         observer.sync(generation)
         self._wait_out_backoff(key, generation, now)
@@ -182,9 +163,6 @@ class Reconciler:
         )
         if cluster.approval_used:
             self.api.remove_deployment_annotation(*key, constants.ANNOTATION_APPROVE_CLUSTER_UPGRADE)
-        version = written.rayservice.get("metadata", {}).get("resourceVersion")
-        if version is not None:
-            self.seen_rayservices[key] = str(version)
         return phase
 
     # ------------------------------------------------------------ failures and backoff
@@ -324,7 +302,6 @@ class Reconciler:
             observer.cancel()
         self.validated.pop(key, None)
         self.backoffs.pop(key, None)
-        self.seen_rayservices.pop(key, None)
         forget_security(self.secured, namespace, name)
 
     def close(self) -> None:
@@ -369,12 +346,6 @@ def _with_serving_details(
     failure = failure_message(observe(existing), [r.name for r in status.revisions])
     message = f"{status.message}; {failure}" if failure and failure not in status.message else status.message
     return status.model_copy(update={"endpoint": endpoint_url(name, namespace), "message": message})
-
-
-def _never_passed(body: dict[str, Any]) -> bool:
-    """A whole object (from a watch event) no pass has written status to yet: a new SLMDeployment.
-    Its first pass needs no re-read (one GET fewer per object created)."""
-    return "spec" in body and "status" not in body and bool(body["metadata"].get("resourceVersion"))
 
 
 def _without_status(body: dict[str, Any]) -> dict[str, Any]:

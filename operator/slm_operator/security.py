@@ -4,9 +4,7 @@ the Ray token Secret and the NetworkPolicy (all built by pure builders, owned by
 The ServiceAccount and the Secret are created once per SLMDeployment (uid) and never rewritten: the
 operator may create Secrets but not read them, and a ServiceAccount the user annotated for workload
 identity keeps its annotations. The NetworkPolicy follows the spec on every pass (GET, then create or
-a PUT carrying the resourceVersion read). On the first pass over an SLMDeployment (uid) this process
-makes, each object is created outright and read only when one of that name exists (409): a new
-SLMDeployment costs three creates, not three reads and three creates.
+a PUT carrying the resourceVersion read).
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from slm_operator.api.models import SLMDeployment
 from slm_operator.builder.network_policy import build_network_policy
 from slm_operator.builder.pod_security import build_service_account
 from slm_operator.builder.ray_auth import build_token_secret, deployment_token
-from slm_operator.kube import ConflictError, KubeApi, KubeError
+from slm_operator.kube import KubeApi, KubeError
 from slm_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -41,14 +39,13 @@ def ensure_security_objects(
     if not meta.get("uid"):
         return
     identity = (str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
-    first = identity not in created
-    if first:
+    if identity not in created:
         _ensure_service_account(api, build_service_account(deployment))
         secret = build_token_secret(settings.ray_token_key.get_secret_value().encode(), deployment)
         if api.create_secret(secret):
             log.info("created Ray token Secret %s/%s", identity[0], secret["metadata"]["name"])
         created.add(identity)
-    _ensure_network_policy(api, build_network_policy(deployment, settings.control_peers), create_first=first)
+    _ensure_network_policy(api, build_network_policy(deployment, settings.control_peers))
 
 
 def dashboard_token(settings: OperatorSettings, deployment: SLMDeployment) -> str | None:
@@ -67,25 +64,16 @@ def forget(created: set[Identity], namespace: str, name: str) -> None:
 
 def _ensure_service_account(api: KubeApi, desired: dict[str, Any]) -> None:
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    try:
+    existing = api.get_service_account(namespace, name)
+    if existing is None:
         api.create_service_account(desired)
         log.info("created ServiceAccount %s/%s for the Ray pods", namespace, name)
-        return
-    except ConflictError:  # one of that name exists: ours from an earlier process, or never taken over
-        existing = api.get_service_account(namespace, name)
-    if existing is not None and not _ours(existing):  # its token would go to our Ray head
+    elif not _ours(existing):  # its token would go to our Ray head, with whatever it is bound to
         raise ForeignObjectError(f"ServiceAccount {namespace}/{name} exists and is not managed by slm-operator")
 
 
-def _ensure_network_policy(api: KubeApi, desired: dict[str, Any], *, create_first: bool) -> None:
+def _ensure_network_policy(api: KubeApi, desired: dict[str, Any]) -> None:
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    if create_first:
-        try:
-            api.create_network_policy(desired)
-            log.info("created NetworkPolicy %s/%s", namespace, name)
-            return
-        except ConflictError:  # one of that name exists: compare it below
-            pass
     existing = api.get_network_policy(namespace, name)
     if existing is None:
         api.create_network_policy(desired)

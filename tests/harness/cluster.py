@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import kubernetes
 import yaml
 
-from slm_operator.api.crd import build_crd, build_openapi_schema
-from slm_operator.api.validation import SchemaValidator, validate_object
+from slm_operator.api.crd import build_crd
+from slm_operator.api.validation import validate_object
 from tests.harness.emulator import EmulatorThread
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -23,17 +23,9 @@ RAYS = ("ray.io", "v1", "default", "rayservices")
 T = TypeVar("T")
 
 
-RULE_MEMO_SIZE = 4096
-"""CEL results the emulator keeps (see `SchemaValidator`): a status write re-validates the whole object."""
-
-
 def load_crds(api: EmulatorThread) -> None:
     """This project's CRD (validated with the project's own schema + CEL checks) and KubeRay's."""
-    schema = SchemaValidator(build_openapi_schema(), rule_memo_size=RULE_MEMO_SIZE)
-    api.load_crd(
-        build_crd(),
-        validators={"v1alpha1": lambda obj: [str(e) for e in validate_object(obj, schema_validator=schema)]},
-    )
+    api.load_crd(build_crd(), validators={"v1alpha1": lambda obj: [str(e) for e in validate_object(obj)]})
     api.load_crd(RAYSERVICE_CRD)
 
 

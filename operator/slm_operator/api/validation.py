@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator
-from functools import cache, lru_cache
+from functools import cache
 from itertools import pairwise
 from typing import Any
 
@@ -41,56 +41,38 @@ _BLOCKING = frozenset({"type", "enum"})
 """Schema errors after which the API server does not evaluate CEL rules (TypeInvalid, NotSupported)."""
 
 
-RuleErrors = Callable[[Any, list[dict[str, Any]], str], tuple[FieldError, ...]]
-"""(value, a node's x-kubernetes-validations, its path) → the errors of those rules."""
-
-
 class SchemaValidator:
-    """Validates objects against one CRD version's openAPIV3Schema (compiled once).
+    """Validates objects against one CRD version's openAPIV3Schema (compiled once)."""
 
-    `rule_memo_size` > 0 keeps that many results of one node's CEL rules, keyed by the node and the
-    value's JSON (evaluating a node's rules with cel-python costs up to 2 ms, its JSON some µs). A rule
-    sees only its node's value (`self`), so the result is the same."""
-
-    def __init__(self, schema: dict[str, Any], *, rule_memo_size: int = 0) -> None:
+    def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
         self._structural = jsonschema.Draft7Validator(to_json_schema(schema))
-        self._rule_errors: RuleErrors = _memoized(rule_memo_size) if rule_memo_size else _node_rule_errors
 
     def errors(self, obj: dict[str, Any]) -> list[FieldError]:
         """Schema errors, then CEL rule errors (empty when valid)."""
         structural = list(_structural_errors(obj, self._structural))
         if any(validator in _BLOCKING for validator, _ in structural):
             return [error for _, error in structural] + [FieldError("<root>", UNCHECKED_RULES)]
-        rules = _cel_errors(apply_defaults(obj, self.schema), self.schema, "", self._rule_errors)
+        rules = _cel_errors(apply_defaults(obj, self.schema), self.schema, "")
         if structural:  # a rule that cannot evaluate (a required field missing) adds nothing new
             rules = (e for e in rules if "could not be evaluated" not in e.message)
         return [error for _, error in structural] + list(rules)
 
 
-SHARED_RULE_MEMO_SIZE = 256
-"""CEL results `slm_validator` keeps: SLMDeployments of one cluster mostly share their rollout and
-autoscaling settings (defaults filled in), so those nodes' rules are evaluated once, not per object."""
-
-
 @cache
 def slm_validator() -> SchemaValidator:
-    return SchemaValidator(build_openapi_schema(), rule_memo_size=SHARED_RULE_MEMO_SIZE)
+    return SchemaValidator(build_openapi_schema())
 
 
-def validate_object(
-    obj: Any, *, local: bool = False, schema_validator: SchemaValidator | None = None
-) -> list[FieldError]:
+def validate_object(obj: Any, *, local: bool = False) -> list[FieldError]:
     """All errors in one SLMDeployment object, layer by layer (empty when valid). `local`: for
-    `slm serve`, which may also read file:// and plain-path sources. `schema_validator`: one of the
-    CRD's schema other than the shared `slm_validator()` (e.g. with a rule memo)."""
+    `slm serve`, which may also read file:// and plain-path sources."""
     if not isinstance(obj, dict):
         return [FieldError("<root>", "expected a mapping (an SLMDeployment object)")]
     mismatch = resource_mismatch(obj)
     if mismatch is not None:
         return [mismatch]
-    schema = schema_validator or slm_validator()
-    return metadata_errors(obj) + schema.errors(obj) + extra_errors(obj, local=local)
+    return metadata_errors(obj) + slm_validator().errors(obj) + extra_errors(obj, local=local)
 
 
 def resource_mismatch(obj: dict[str, Any]) -> FieldError | None:
@@ -261,50 +243,28 @@ def _compiled(rule: str) -> Any:
     return env.program(env.compile(rule), functions=_K8S_FUNCTIONS)
 
 
-def _cel_errors(obj: Any, schema: dict[str, Any], path: str, rule_errors: RuleErrors) -> Iterator[FieldError]:
-    rules = schema.get("x-kubernetes-validations")
-    if rules:
-        yield from rule_errors(obj, rules, path)
-    if isinstance(obj, dict):
-        for name, sub in schema.get("properties", {}).items():
-            if name in obj:
-                yield from _cel_errors(obj[name], sub, _join(path, name), rule_errors)
-    elif isinstance(obj, list) and "items" in schema:
-        for index, item in enumerate(obj):
-            yield from _cel_errors(item, schema["items"], f"{path}[{index}]", rule_errors)
-
-
-def _memoized(size: int) -> RuleErrors:
-    """`_node_rule_errors` with an LRU memo of `size` results keyed by (rules, path, value as JSON)."""
-    rules_by_id: dict[int, list[dict[str, Any]]] = {}
-
-    @lru_cache(maxsize=size)
-    def evaluate(rules_id: int, path: str, value: str) -> tuple[FieldError, ...]:
-        return _node_rule_errors(json.loads(value), rules_by_id[rules_id], path)
-
-    def rule_errors(obj: Any, rules: list[dict[str, Any]], path: str) -> tuple[FieldError, ...]:
-        rules_by_id.setdefault(id(rules), rules)  # the schema's own lists: alive as long as the validator
-        return evaluate(id(rules), path, json.dumps(obj, sort_keys=True))
-
-    return rule_errors
-
-
-def _node_rule_errors(obj: Any, rules: list[dict[str, Any]], path: str) -> tuple[FieldError, ...]:
-    activation = {"self": json_to_cel(obj)}
-    errors = []
+def _cel_errors(obj: Any, schema: dict[str, Any], path: str) -> Iterator[FieldError]:
+    rules = schema.get("x-kubernetes-validations", ())
+    activation = {"self": json_to_cel(obj)} if rules else {}
     for validation in rules:
         rule, message = validation["rule"], validation.get("message", f"failed rule: {validation['rule']}")
         where = path + validation.get("fieldPath", "")
         try:
             result = _compiled(rule).evaluate(activation)
         except CELEvalError as error:
-            errors.append(FieldError(where or "<root>", f"rule {rule!r} could not be evaluated: {error}"))
+            yield FieldError(where or "<root>", f"rule {rule!r} could not be evaluated: {error}")
             continue
         if isinstance(result, CELEvalError):
-            errors.append(FieldError(where or "<root>", f"rule {rule!r} could not be evaluated: {result}"))
+            yield FieldError(where or "<root>", f"rule {rule!r} could not be evaluated: {result}")
         elif not bool(result):
-            errors.append(FieldError(where or "<root>", message))
-    return tuple(errors)
+            yield FieldError(where or "<root>", message)
+    if isinstance(obj, dict):
+        for name, sub in schema.get("properties", {}).items():
+            if name in obj:
+                yield from _cel_errors(obj[name], sub, _join(path, name))
+    elif isinstance(obj, list) and "items" in schema:
+        for index, item in enumerate(obj):
+            yield from _cel_errors(item, schema["items"], f"{path}[{index}]")
 
 
 class InvalidSpecError(ValueError):

@@ -26,9 +26,6 @@ from slm_operator.builder.worker_groups import build_worker_group, group_of, gro
 RAYSERVICE_API_VERSION = "ray.io/v1"
 RAYSERVICE_KIND = "RayService"
 HEAD_RESOURCES = {"cpu": "2", "memory": "8Gi"}
-_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-"""libyaml's emitter when PyYAML has it (the same text as `safe_dump`, four times as fast: a pass builds the
-serveConfigV2 twice)."""
 
 
 def endpoint_url(name: str, namespace: str) -> str:
@@ -73,7 +70,7 @@ def build_rayservice(deployment: SLMDeployment, *, pin_digest: str | None = None
             # Explicit, so KubeRay's own ENABLE_ZERO_DOWNTIME setting cannot turn a declared cluster
             # upgrade into a silently ignored change.
             "upgradeStrategy": {"type": UPGRADE_NEW_CLUSTER},
-            "serveConfigV2": yaml.dump(serve_config.to_document(), Dumper=_DUMPER, sort_keys=False),
+            "serveConfigV2": yaml.safe_dump(serve_config.to_document(), sort_keys=False),
             "rayClusterConfig": harden_cluster_config(
                 {
                     **build_ray_cluster_config(spec, cluster, revisions, labels),

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import re
 from typing import Any
 
-import jsonschema
-from kubernetes_validate.utils import schema_contents
-from referencing import Registry, Resource
+import kubernetes_validate
 
 from tests.harness.emulator.schema import ResourceDef
 
@@ -27,8 +24,8 @@ _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 def validate_builtin(obj: dict[str, Any]) -> list[str]:
     """Field errors (`path: message`) for a built-in object; empty when the API server would take it."""
     try:
-        _schema_validator(str(obj.get("kind")), str(obj.get("apiVersion"))).validate(obj)
-    except jsonschema.ValidationError as error:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as error:
         path = ".".join(str(p) for p in error.path) or "<root>"
         return [f"{path}: Invalid value: {error.message}"]
     causes = _labels("metadata.labels", (obj.get("metadata") or {}).get("labels") or {})
@@ -37,19 +34,6 @@ def validate_builtin(obj: dict[str, Any]) -> list[str]:
     if obj.get("kind") == "NetworkPolicy":
         causes += _network_policy(obj.get("spec") or {})
     return causes
-
-
-@functools.cache
-def _schema_validator(kind: str, api_version: str) -> Any:
-    """kubernetes-validate's strict schema of one kind, read once: its `validate` re-reads the schema
-    files (a 2 MB definitions file among them) on every call, which made the emulator, not the operator,
-    the bottleneck of `bench/operator_scale.py`. Same files and checks as `validate(..., strict=True)`."""
-    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # networking.k8s.io/v1 → networking-v1
-    folder = f"kubernetes-json-schema/v{KUBE_VERSION}-local-strict"
-    schema = schema_contents(f"{folder}/{kind.lower()}-{group_version}.json", KUBE_VERSION)
-    definitions = schema_contents(f"{folder}/_definitions.json", KUBE_VERSION)
-    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
-    return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
 def _labels(path: str, labels: dict[str, Any]) -> list[str]:

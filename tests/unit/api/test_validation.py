@@ -9,8 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from slm_operator.api.crd import build_openapi_schema
-from slm_operator.api.validation import InvalidSpecError, SchemaValidator, parse_deployment, validate_object
+from slm_operator.api.validation import InvalidSpecError, parse_deployment, validate_object
 from slm_operator.cli import app
 from tests.conftest import EXAMPLES, REPO_ROOT
 
@@ -112,13 +111,3 @@ def test_cli_rejects_other_kinds(tmp_path: Path) -> None:
     other.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")
     result = runner.invoke(app, ["validate", str(other)])
     assert result.exit_code == 1 and "expected SLMDeployment" in result.output
-
-
-def test_a_rule_memo_changes_no_answer() -> None:
-    """The emulator's memo of CEL results (keyed by node and value) answers as evaluating every time
-    does, for every fixture, asked twice (the second time from the memo)."""
-    memoized = SchemaValidator(build_openapi_schema(), rule_memo_size=64)
-    for path in [*VALID, *INVALID]:
-        obj = yaml.safe_load(path.read_text())
-        for _ in range(2):
-            assert validate_object(obj, schema_validator=memoized) == validate_object(obj), path.name
