@@ -35,8 +35,7 @@ from slm_serving.local import LocalServe
 from slm_serving.pins import pin_token_digest
 from slm_serving.tiny_adapters import ADAPTER_BAD_QA, ADAPTER_GOOD_QA
 from slm_serving.tiny_models import GOOD_QA
-
-from .conftest import MODEL, PIN_TOKEN, engine_application
+from tests.integration.serving.conftest import MODEL, PIN_TOKEN, engine_application
 
 pytestmark = pytest.mark.serving
 
