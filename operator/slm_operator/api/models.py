@@ -316,11 +316,11 @@ class ValidationSpec(ApiModel):
     )
     min_pass_rate: Share = Field(default=1.0, description="Share of golden prompts the canary must pass (0 to 1).")
     max_latency_ratio: Ratio = Field(
-        default=1.5, description="Canary p95 latency may be at most this multiple of the stable's."
+        default=1.5,
+        description="Golden prompts: the median of the per-prompt canary / stable latency ratios may be at most this; "
+        "traffic steps: the canary's latencies against the stable's times this (docs/rollout.md).",
     )
-    max_ttft_ratio: Ratio = Field(
-        default=1.5, description="Canary p95 time to first token may be at most this multiple."
-    )
+    max_ttft_ratio: Ratio = Field(default=1.5, description="As maxLatencyRatio, for the time to first token.")
     max_error_rate: Share = Field(default=0.01, description="Most errors per request the canary may have (0 to 1).")
     max_cost_ratio: Ratio | None = Field(
         default=None,

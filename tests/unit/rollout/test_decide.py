@@ -309,7 +309,7 @@ ROWS: dict[str, Row] = {
         observed={"validation": validation(B, A, latency=500)},
         phase=Phase.DEGRADED,
         canary=None,
-        message="p95 latency 500 ms is 5.00x",
+        message="latency is 5.00x the stable's on the same prompts",
     ),
     "no-steps-promotes-right-after-validation": Row(
         states.started,

@@ -62,7 +62,7 @@ def run(canary: tuple[PromptOutcome, ...], baseline: tuple[PromptOutcome, ...] |
             run(outcomes(latency=160), outcomes(latency=100)),
             False,
             1.0,
-            "p95 latency 160 ms is 1.60x",
+            "latency is 1.60x the stable's on the same prompts (median of 4 paired ratios; medians 160 ms and 100 ms",
             id="latency-ratio-breach",
         ),
         pytest.param(spec(), run(outcomes(latency=150), outcomes(latency=100)), True, 1.0, "", id="latency-at-limit"),
@@ -71,7 +71,7 @@ def run(canary: tuple[PromptOutcome, ...], baseline: tuple[PromptOutcome, ...] |
             run(outcomes(ttft=45), outcomes(ttft=20)),
             False,
             1.0,
-            "p95 TTFT 45 ms is 2.25x",
+            "TTFT is 2.25x",
             id="ttft-ratio-breach",
         ),
         pytest.param(spec(), run(outcomes(latency=1000)), True, 1.0, "", id="slow-canary-without-baseline-not-judged"),
@@ -86,6 +86,34 @@ def test_evaluate_validation(
     assert reason in result.reason
     if reason == "":
         assert result.reason == ""
+
+
+def with_latencies(latencies: list[float], ttft: float = 20.0) -> tuple[PromptOutcome, ...]:
+    """The four prompts answered correctly, with these latencies in order."""
+    return tuple(
+        PromptOutcome(name, answer=f"It is {city}.", latency_ms=latency, ttft_ms=ttft)
+        for (name, city), latency in zip(CAPITALS.items(), latencies, strict=True)
+    )
+
+
+def test_one_stalled_prompt_does_not_fail_the_latency_check() -> None:
+    """One prompt of four stalls (a busy core): its ratio is 9x, the others 1x; the median ratio is 1x."""
+    result = evaluate_validation(spec(), run(with_latencies([900, 100, 100, 100]), outcomes()), NOW)
+    assert result.passed, result.reason
+
+
+def test_most_prompts_slower_fail_the_latency_check_by_their_median_ratio() -> None:
+    """Three of four prompts twice as slow as on the stable: the median of the paired ratios is 2x."""
+    result = evaluate_validation(spec(), run(with_latencies([200, 200, 200, 100]), outcomes()), NOW)
+    assert not result.passed
+    assert result.reason.startswith("latency is 2.00x the stable's on the same prompts (median of 4"), result.reason
+
+
+def test_latency_ratios_pair_prompts_by_name() -> None:
+    """The stable's answers arrive in another order: each canary prompt is compared with the same prompt."""
+    canary = with_latencies([100, 200, 300, 400])
+    stable = tuple(reversed(with_latencies([100, 200, 300, 400])))
+    assert evaluate_validation(spec(), run(canary, stable), NOW).passed
 
 
 def test_results_list_failing_prompts_with_what_the_model_answered() -> None:
