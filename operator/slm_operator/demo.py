@@ -193,30 +193,35 @@ def run_story(
     console: Console, example: Path = EXAMPLE, *, min_step_requests: int = DEFAULT_MIN_STEP_REQUESTS
 ) -> StoryResult:
     """Serve, roll out good then bad under steady load, and report. Stops everything it started."""
-    stats = TrafficStats()
     console.rule("1. serve the tiny model")
-    with serving(example, console, RolloutSettings(min_step_requests=min_step_requests)) as (rollout, path):
-        assert rollout.spec is not None and rollout.status is not None
-        steady = rollout.status.ready_replicas
-        console.print(summary_line(rollout.status))
-        with background(generate_load, rollout.local.url, rollout.spec.model.served_model_name, stats):
-            console.rule("2. roll out a good new version (new engine settings)")
-            good, promote_s = roll_out(rollout, path, lambda spec: spec["model"]["engineArgs"].update(max_num_seqs=32))
-            console.rule("3. roll out a bad version (a model that answers wrongly)")
-            bad, rollback_s = roll_out(rollout, path, lambda spec: spec["model"].update(source="tiny://bad"))
-        validation = rollout.status.last_validation if rollout.status else None
-        failed_prompts = [
-            f"{r.name}: answered {r.answer!r} ({r.reason})"
-            for r in (validation.results if validation else [])
-            if not r.passed
-        ]
+    with serving(example, console, RolloutSettings(min_step_requests=min_step_requests)) as served:
+        return tell_story(console, served)
+
+
+def tell_story(console: Console, served: tuple[EmbeddedRollout, Path]) -> StoryResult:
+    """The story's rollouts on a `serving` stack whose file is still the example's: a good version (new
+    engine settings), then a bad one (a model that answers wrongly), under steady load."""
+    rollout, path = served
+    assert rollout.spec is not None and rollout.status is not None
+    stats = TrafficStats()
+    mark = len(rollout.events)
+    steady = rollout.status.ready_replicas
+    console.print(summary_line(rollout.status))
+    with background(generate_load, rollout.local.url, rollout.spec.model.served_model_name, stats):
+        console.rule("2. roll out a good new version (new engine settings)")
+        good, promote_s = roll_out(rollout, path, lambda spec: spec["model"]["engineArgs"].update(max_num_seqs=32))
+        console.rule("3. roll out a bad version (a model that answers wrongly)")
+        bad, rollback_s = roll_out(rollout, path, lambda spec: spec["model"].update(source="tiny://bad"))
+    validation = rollout.status.last_validation if rollout.status else None
+    results = validation.results if validation else []
+    failed_prompts = [f"{r.name}: answered {r.answer!r} ({r.reason})" for r in results if not r.passed]
     return StoryResult(
         good_promoted=good is not None and good.reason == Reason.PROMOTED.value,
         bad_rolled_back=bad is not None and bad.reason == Reason.ROLLED_BACK.value,
         seconds_to_promote=promote_s if good else None,
         seconds_to_rollback=rollback_s if bad else None,
         traffic=stats,
-        events=list(rollout.events),
+        events=list(rollout.events[mark:]),
         failed_prompts=failed_prompts,
         steady_replicas=steady,
         peak_replicas=rollout.peak_replicas,

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from slm_operator.demo import EXAMPLE, TrafficStats, background, generate_load, roll_out, run_story, serving
+from slm_operator.demo import EXAMPLE, TrafficStats, background, generate_load, roll_out, serving, tell_story
 from slm_operator.embedded import EmbeddedRollout
 from slm_operator.rollout.decide import RolloutSettings
 
@@ -30,29 +30,31 @@ Stack = tuple[EmbeddedRollout, Path]
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    """One `slm serve` of examples/tiny.yaml (one Ray, one first engine start) for the tests below, each
-    of which rolls out its canaries by editing the served file (`from_example`). A live step is judged
-    after 10 requests per revision."""
+    """One `slm serve` of examples/tiny.yaml (one Ray, one first engine start) for the tests below: the
+    demo's story first, on the file as served, then the others, each of which rolls out its canaries
+    by editing the served file (`from_example`). A live step is judged after 10 requests per revision."""
     with serving(EXAMPLE, Console(quiet=True), RolloutSettings(min_step_requests=10)) as served:
         yield served
 
 
 def from_example(change: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-    """An edit of the served spec that first puts back the example's resources, engine settings and
-    rollout policy, so that a test does not depend on what an earlier test left in the shared file."""
+    """An edit of the served spec that first puts back the example's model, resources and rollout
+    policy, so that a test does not depend on what an earlier test left in the shared file (the
+    story's rolled-back `tiny://bad`, say)."""
     example = yaml.safe_load(EXAMPLE.read_text())["spec"]
 
     def edit(spec: dict[str, Any]) -> None:
         spec["resources"] = deepcopy(example["resources"])
         spec["rollout"] = deepcopy(example["rollout"])
-        spec["model"]["engineArgs"] = deepcopy(example["model"]["engineArgs"])
+        spec["model"] = deepcopy(example["model"])
         change(spec)
 
     return edit
 
 
-def test_good_revision_is_promoted_and_bad_one_rolled_back_under_load() -> None:
-    result = run_story(Console(quiet=True))
+def test_good_revision_is_promoted_and_bad_one_rolled_back_under_load(stack: Stack) -> None:
+    """`make demo`'s story (`run_story` is `serving` + `tell_story`), on the shared stack."""
+    result = tell_story(Console(quiet=True), stack)
 
     print(*(f"{e.reason}: {e.message}" for e in result.events), sep="\n")  # whole, in the failure report
     assert result.good_promoted
@@ -189,7 +191,8 @@ def test_shadow_phase_passes_a_good_canary_and_rolls_back_a_bad_one_unseen(stack
 
 
 def _shadowed(spec: dict[str, Any]) -> None:
-    """New engine settings, no golden prompts, every live request shadowed, then straight to 100 %."""
+    """New engine settings (the story's stable runs 32 sequences), no golden prompts, every live request
+    shadowed, then straight to 100 %."""
     rollout = spec["rollout"]
     rollout["steps"] = [{"weight": 100, "pauseSeconds": 0}]
     rollout["validation"]["prompts"] = []
@@ -204,7 +207,7 @@ def _shadowed(spec: dict[str, Any]) -> None:
         "maxInFlight": 4,
         "timeoutSeconds": 300,
     }
-    spec["model"]["engineArgs"]["max_num_seqs"] = 32
+    spec["model"]["engineArgs"]["max_num_seqs"] = 16
 
 
 def _shadowed_bad(spec: dict[str, Any]) -> None:
