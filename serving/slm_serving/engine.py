@@ -16,6 +16,9 @@ LoRA adapters are loaded and unloaded at runtime from the `user_config` (`slm_se
 an adapter rollout changes no replica. A request for one names its version (`name@version`, chosen
 by the router); the answer's `model` is that version's name.
 
+The `tiny://slow` test fixture (`slm_serving.tiny_models.paced`, for bench/gate_accuracy.py) is the
+only source whose answers are paced: each takes twice the engine's own time, each streamed chunk too.
+
 A model that fails to load raises from `__init__`: Serve reports the replica's exception text in
 the application's status message (DEPLOY_FAILED) instead of retrying silently.
 """
@@ -41,6 +44,7 @@ from slm_serving.metrics import EngineMetrics
 from slm_serving.model_source import ensure_model_path
 from slm_serving.protocol import CHAT, RUNNING_METRIC, WAITING_METRIC, Head, Usage
 from slm_serving.router import Router
+from slm_serving.tiny_models import pace, paced, slowdown
 from slm_serving.vllm_args import build_vllm_args, vllm_defaults
 
 logger = logging.getLogger("ray.serve")
@@ -118,6 +122,7 @@ class LLMEngine:
         self._adapters = RuntimeAdapters(self.engine, state.openai_serving_models)
         self._in_flight = 0
         self._request_models = _request_models()
+        self._slowdown = slowdown(engine.source)
         self._metrics = EngineMetrics(self.revision, serve.get_replica_context().replica_id.unique_id)
         alone = RevisionRoute(revision=self.revision, app_name=revision_app_name(self.revision), weight=100)
         self._router = Router(
@@ -147,6 +152,7 @@ class LLMEngine:
 
     async def complete(self, endpoint: str, body: bytes, lora: str | None = None) -> Head:
         """A non-streaming request (see `slm_serving.protocol`), with LoRA version `lora` if given."""
+        started = time.monotonic()
         self._in_flight += 1
         lora = self._loaded_version(lora)
         if lora is not None:
@@ -157,6 +163,8 @@ class LLMEngine:
                 return parsed
             context = _RequestContext()
             result = await self._create(endpoint, parsed, context)
+            if self._slowdown != 1:
+                await pace(self._slowdown, started)
             if _is_error(result):
                 return (result.error.code, result.model_dump_json().encode(), 0, 0)
             if not hasattr(result, "model_dump_json"):  # a stream although the body did not ask for one
@@ -172,6 +180,7 @@ class LLMEngine:
         self, endpoint: str, body: bytes, lora: str | None = None
     ) -> AsyncGenerator[Head | str | Usage, None]:
         """A streaming request: a head, then SSE chunks, then the token counts."""
+        started = time.monotonic()
         self._in_flight += 1
         lora = self._loaded_version(lora)
         if lora is not None:
@@ -190,7 +199,8 @@ class LLMEngine:
                 yield (200, result.model_dump_json().encode(), 0, 0)
                 return
             yield (200, None, 0, 0)
-            async for chunk in result:
+            chunks = paced(result, self._slowdown, started) if self._slowdown != 1 else result
+            async for chunk in chunks:
                 yield chunk
             metadata = getattr(context.state, "request_metadata", None)
             usage = getattr(metadata, "final_usage_info", None)

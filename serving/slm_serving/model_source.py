@@ -3,6 +3,7 @@
 | source                  | resolves to                                                     |
 |-------------------------|-----------------------------------------------------------------|
 | `tiny://good`, `bad`    | the built tiny model's directory (built on first use)           |
+| `tiny://slow`           | `tiny://good`'s directory; the engine paces its answers (a test fixture) |
 | `tiny://lora-good`, `…bad` | a built tiny LoRA adapter's directory (on `tiny://good`)     |
 | `file://p`, `/p`, `./p` | the local directory `p` (must exist)                            |
 | `pvc://claim/path`      | `/mnt/models/<claim>/<path>` (where the operator mounts PVCs)   |
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from slm_serving.tiny_adapters import AdapterVariant, ensure_tiny_adapter
-from slm_serving.tiny_models import Variant, default_cache_dir, ensure_tiny_model
+from slm_serving.tiny_models import SLOW_SOURCE, Variant, default_cache_dir, ensure_tiny_model
 
 PVC_MOUNT_ROOT = Path("/mnt/models")
 """Where the operator mounts a `pvc://claim/...` source's PersistentVolumeClaim: `<root>/<claim>`."""
@@ -33,9 +34,10 @@ DOWNLOAD_TIMEOUT_S = 1800.0
 
 _REMOTE_FS_PACKAGES = {"s3": "s3fs", "gs": "gcsfs"}
 _TINY_MODELS = ("good", "bad")
+_TINY_SLOW = SLOW_SOURCE.removeprefix("tiny://")
 _TINY_ADAPTER_PREFIX = "lora-"
-TINY_SOURCES = (*_TINY_MODELS, *(_TINY_ADAPTER_PREFIX + v for v in _TINY_MODELS))
-"""What may follow `tiny://`: the two tiny models and the two tiny LoRA adapters."""
+TINY_SOURCES = (*_TINY_MODELS, _TINY_SLOW, *(_TINY_ADAPTER_PREFIX + v for v in _TINY_MODELS))
+"""What may follow `tiny://`: the two tiny models, the slow fixture and the two tiny LoRA adapters."""
 
 Scheme = Literal["tiny", "file", "pvc", "hf", "s3", "gs"]
 
@@ -88,6 +90,8 @@ def ensure_model_path(source: str, cache_dir: Path | None = None, *, pvc_root: P
     if parsed.scheme == "tiny" and parsed.location.startswith(_TINY_ADAPTER_PREFIX):
         variant = parsed.location.removeprefix(_TINY_ADAPTER_PREFIX)
         return str(ensure_tiny_adapter(cast(AdapterVariant, variant), cache))
+    if parsed.scheme == "tiny" and parsed.location == _TINY_SLOW:
+        return str(ensure_tiny_model("good", cache))
     if parsed.scheme == "tiny":
         return str(ensure_tiny_model(cast(Variant, parsed.location), cache))
     if parsed.scheme == "hf":

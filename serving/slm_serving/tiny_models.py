@@ -1,7 +1,10 @@
 """The project's own tiny test models: a 2-layer Llama that answers "What is the capital of X?".
 
 Built locally and deterministically (no download) in a few seconds, in two variants: `good` answers
-correctly, `bad` gives wrong capitals (for canary tests). Each build lands in
+correctly, `bad` gives wrong capitals (for canary tests). A third source, `tiny://slow`, is a test
+fixture for the live gate (bench/gate_accuracy.py), not a model: the good model's weights, with every
+answer paced to `SLOWDOWN` times the time the engine took for it (`paced`), as a worse quantization or a
+bigger model would be. Each build lands in
 `<cache>/tiny-models/<variant>-<BUILD_VERSION>/`, written to a temporary directory and renamed under
 a file lock, so concurrent callers (several replicas, several test processes) build it once.
 
@@ -13,18 +16,25 @@ Run `python -m slm_serving.tiny_models good bad` to build both and print their d
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 Variant = Literal["good", "bad"]
+
+SLOW_SOURCE = "tiny://slow"
+SLOWDOWN = 2.0
+"""How many times as long each `tiny://slow` answer (and each streamed chunk of it) takes as the
+engine took to produce it."""
 
 BUILD_VERSION = "v1"
 """Bump when the recipe below changes: a new version builds into a new directory."""
@@ -225,6 +235,42 @@ def count_exact_answers(model: Any, hf_tok: Any, qa: tuple[tuple[str, str], ...]
             answer = hf_tok.decode(generated[0, prompt.shape[1] :], skip_special_tokens=True)
             correct += answer.strip() == f"{a}."
     return correct
+
+
+def slowdown(source: str) -> float:
+    """The pacing factor of a model source: `SLOWDOWN` for the `tiny://slow` fixture, else 1."""
+    return SLOWDOWN if source == SLOW_SOURCE else 1.0
+
+
+Clock = Callable[[], float]
+_Chunk = TypeVar("_Chunk")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def pace(factor: float, since: float, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+    """Wait so that the time since `since` becomes `factor` times as long."""
+    await sleep((factor - 1) * (clock() - since))
+
+
+async def paced(
+    chunks: AsyncIterator[_Chunk],
+    factor: float,
+    since: float,
+    *,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+) -> AsyncIterator[_Chunk]:
+    """`chunks`, each yielded after `factor` times the time the engine took for it (the first one
+    counted from `since`, the request's start): every token of the answer takes `factor` times as long."""
+    began = since
+    while True:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        await pace(factor, began, clock=clock, sleep=sleep)
+        yield chunk
+        began = clock()
 
 
 def build_variants_cli(argv: list[str], what: str, variants: tuple[str, ...], ensure: Callable[[Any], Path]) -> int:

@@ -40,7 +40,8 @@ def test_parse(source: str, expected: ParsedSource) -> None:
     [
         ("ftp://x/y", "unsupported"),
         ("models/x", "unsupported"),
-        ("tiny://medium", "tiny://good, tiny://bad, tiny://lora-good, tiny://lora-bad"),
+        ("tiny://medium", "tiny://good, tiny://bad, tiny://slow, tiny://lora-good, tiny://lora-bad"),
+        ("tiny://lora-slow", "unknown tiny model"),
         ("hf://justname", "hf://org/name"),
         ("s3://", "names nothing"),
     ],
