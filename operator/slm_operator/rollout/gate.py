@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slm_operator.api.models import Expectation, PromptResult, ValidationResult, ValidationSpec
+from slm_operator.rollout.stats import median
 from slm_serving.expectations import check_answer
 
 ANSWER_LIMIT = 200
@@ -104,10 +104,10 @@ def _paired_ratio_failures(what: str, pairs: Sequence[tuple[float | None, float 
     measured = [(c, b) for c, b in pairs if c is not None and b is not None and b > 0]
     if not measured:
         return []
-    ratio = statistics.median(c / b for c, b in measured)
+    ratio = median([c / b for c, b in measured])
     if ratio <= limit:
         return []
-    canary_ms, stable_ms = statistics.median(c for c, _ in measured), statistics.median(b for _, b in measured)
+    canary_ms, stable_ms = median([c for c, _ in measured]), median([b for _, b in measured])
     return [
         f"{what} is {ratio:.2f}x the stable's on the same prompts (median of {len(measured)} paired ratios; "
         f"medians {canary_ms:.0f} ms and {stable_ms:.0f} ms; max {limit:g}x)"
