@@ -11,7 +11,7 @@ examples/tiny.yaml. Two canaries are rolled out in turn, each to its first traff
   engine's own time at that moment, so it holds at any load; the router's own overhead is not doubled,
   so end to end it is a little under 2x (the measured median ratio is reported, `slow_median_ratio`).
 
-The bench's spec has no golden prompts: their own p95 comparison (against the same maxLatencyRatio) may
+The bench's spec has no golden prompts: their own latency check (against the same maxLatencyRatio) may
 already roll back the slow canary before its traffic step, and this bench measures the live gate alone.
 
 The state machine is told never to judge the step itself (`min_step_requests` out of reach), so the

@@ -263,11 +263,7 @@ async def paced(
     """`chunks`, each yielded after `factor` times the time the engine took for it (the first one
     counted from `since`, the request's start): every token of the answer takes `factor` times as long."""
     began = since
-    while True:
-        try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            return
+    async for chunk in chunks:
         await pace(factor, began, clock=clock, sleep=sleep)
         yield chunk
         began = clock()
