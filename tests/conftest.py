@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,3 +33,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU (nvidia-smi -L found none)"))
         if "kind" in item.keywords and not docker:
             item.add_marker(pytest.mark.skip(reason="needs Docker (a running engine) and kind: `make e2e` skips"))
+
+
+@pytest.fixture(autouse=True)
+def _operator_logs_on_failure(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> None:
+    """Tests on real Ray Serve keep the operator's and kopf's INFO logs, so a failure in CI shows what
+    the operator did (pytest prints captured logs only for failed tests)."""
+    if "serving" in request.keywords:
+        for name in ("slm_operator", "slm_serving", "kopf"):
+            caplog.set_level(logging.INFO, logger=name)

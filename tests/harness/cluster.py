@@ -42,8 +42,11 @@ def tiny(name: str = "tiny") -> dict[str, Any]:
     return body
 
 
-def wait_for(check: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:
-    """Poll until `check` returns something truthy; API errors count as 'not yet'."""
+def wait_for(
+    check: Callable[[], T | None], timeout: float = 20.0, what: str = "", describe: Callable[[], object] | None = None
+) -> T:
+    """Poll until `check` returns something truthy; API errors count as 'not yet'. On timeout the error
+    names `what`, the last result and, with `describe`, what it returns then (say, the object's status)."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
@@ -55,7 +58,8 @@ def wait_for(check: Callable[[], T | None], timeout: float = 20.0, what: str = "
         except kubernetes.client.ApiException as e:
             last = e
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or check}; last: {last!r}")
+    described = f"; now: {describe()!r}" if describe is not None else ""
+    raise AssertionError(f"timed out waiting for {what or check}; last: {last!r}{described}")
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ router, the golden-prompt probes and the rollout state machine.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import kubernetes
@@ -48,6 +48,30 @@ def _settings(base: OperatorSettings, local: LocalServe) -> OperatorSettings:
     )
 
 
+def _explain(
+    k8s: kubernetes.client.CustomObjectsApi, local: LocalServe, kuberay: KubeRayStandIn
+) -> Callable[[], object]:
+    """What a timed-out wait reports: the SLMDeployment's status, Serve's applications, the stand-in's errors."""
+
+    def explain() -> object:
+        applications = local.details().get("applications") or {}
+        return {
+            "status": slmd(k8s).get("status"),
+            "serve": {name: app.get("status") for name, app in applications.items()},
+            "kuberay errors": kuberay.errors[-5:],
+        }
+
+    return explain
+
+
+def _in_traffic_step(k8s: kubernetes.client.CustomObjectsApi) -> bool:
+    """The rollout reached a traffic step; fails at once if the good canary was rolled back instead."""
+    status: dict[str, Any] = slmd(k8s)["status"]
+    degraded = _condition(status, "Degraded")
+    assert degraded.get("status") != "True", f"the good canary was not given traffic: {status}"
+    return status.get("phase") == "Progressing"
+
+
 def _reasons(api: EmulatorThread) -> list[str]:
     return [e["reason"] for e in api.objects("events")]
 
@@ -59,6 +83,7 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
     stats = TrafficStats()
     stop_load = threading.Event()
     with KubeRayStandIn(k8s, local, "tiny") as kuberay:
+        explain = _explain(k8s, local, kuberay)
         with operator_in_thread(settings):
             deployment = tiny()
             deployment["spec"]["router"] = {"exposeRevision": True}  # so the load generator sees who served
@@ -72,6 +97,8 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
                     and o
                 ),
                 ROLLOUT_TIMEOUT,
+                "Ready",
+                explain,
             )
             (serving,) = ready["status"]["revisions"]
             assert (serving["readyReplicas"], serving.get("desiredReplicas")) == (1, 1), serving
@@ -85,7 +112,7 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
             load.start()
             # A good new revision: validated, then given traffic step by step ...
             k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"engineArgs": {"max_num_seqs": 32}}}})
-            wait_for(lambda: slmd(k8s)["status"].get("phase") == "Progressing", ROLLOUT_TIMEOUT, "a traffic step")
+            wait_for(lambda: _in_traffic_step(k8s), ROLLOUT_TIMEOUT, "a traffic step", explain)
         # ... the operator is stopped mid-rollout and a new one resumes from status alone.
         with operator_in_thread(settings):
             promoted = wait_for(
@@ -96,6 +123,7 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
                 ),
                 ROLLOUT_TIMEOUT,
                 "promotion",
+                explain,
             )
             good = promoted["status"]["stableRevision"]
             # The cost of its last step (100 %: no stable traffic, so figures only), from the router's token totals.
@@ -119,6 +147,7 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
                 ),
                 ROLLOUT_TIMEOUT,
                 "rollback",
+                explain,
             )
             wait_for(lambda: "RolledBack" in _reasons(api), 30, "the RolledBack event")
             stop_load.set()
@@ -175,7 +204,7 @@ def test_a_canary_whose_replicas_cannot_start_shows_why_at_once_and_is_rolled_ba
         load = threading.Thread(target=generate_load, args=(local.url, "tiny", stats, stop_load), daemon=True)
         load.start()
         k8s.patch_namespaced_custom_object(*SLMD, "tiny", {"spec": {"model": {"source": UNLOADABLE}}})
-        final = wait_for(rolled_back, ROLLOUT_TIMEOUT, "the rollback")
+        final = wait_for(rolled_back, ROLLOUT_TIMEOUT, "the rollback", _explain(k8s, local, kuberay))
         wait_for(lambda: "RolledBack" in _reasons(api), 30, "the RolledBack event")  # events are posted async
         stop_load.set()
         load.join(60)
