@@ -37,8 +37,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def _operator_logs_on_failure(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> None:
-    """Tests on real Ray Serve keep the operator's and kopf's INFO logs, so a failure in CI shows what
-    the operator did (pytest prints captured logs only for failed tests)."""
+    """Tests on real Ray Serve keep the INFO logs of the operator, the serving side and kopf, so a failure
+    in CI shows what they did (pytest prints captured logs only for failed tests)."""
     if "serving" in request.keywords:
         for name in ("slm_operator", "slm_serving", "kopf"):
             caplog.set_level(logging.INFO, logger=name)

@@ -58,8 +58,17 @@ def wait_for(
         except kubernetes.client.ApiException as e:
             last = e
         time.sleep(0.05)
-    described = f"; now: {describe()!r}" if describe is not None else ""
-    raise AssertionError(f"timed out waiting for {what or check}; last: {last!r}{described}")
+    raise AssertionError(f"timed out waiting for {what or check}; last: {last!r}{_described(describe)}")
+
+
+def _described(describe: Callable[[], object] | None) -> str:
+    """What `describe` says now; its own failure (Serve gone, say) is reported, never raised over the timeout."""
+    if describe is None:
+        return ""
+    try:
+        return f"; now: {describe()!r}"
+    except Exception as error:  # the timeout is the failure to report
+        return f"; describing failed: {type(error).__name__}: {error}"
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
