@@ -129,6 +129,8 @@ class KubeRayWatch:
         self._thread = threading.Thread(target=self._run, name="kuberay-watch", daemon=True)
         self._lock = threading.Lock()
         self._seen = _Progress()
+        self._synced = threading.Event()
+        """The first list is done: writes after it reach the watch (KubeRay's WaitForCacheSync)."""
 
     @property
     def violations(self) -> list[str]:
@@ -137,6 +139,9 @@ class KubeRayWatch:
 
     def __enter__(self) -> KubeRayWatch:
         self._thread.start()
+        if not self._synced.wait(30):
+            self._stop.set()
+            raise AssertionError(f"the KubeRay watch never listed the RayServices: {self.errors}")
         return self
 
     def __exit__(
@@ -171,6 +176,7 @@ class KubeRayWatch:
                         self._observe(item)
                     since = listed["metadata"]["resourceVersion"]
                     self._seen.advance(str(since))
+                    self._synced.set()
                 stream = kubernetes.watch.Watch().stream(
                     self.k8s.list_namespaced_custom_object, *RAYS, resource_version=since, timeout_seconds=1
                 )
