@@ -159,6 +159,7 @@ def main() -> None:
                 list(pool.map(lambda i: k8s.create_namespaced_custom_object(*SLMD, body(i)), range(args.objects)))
             wait(lambda: count(k8s, RAYS) == args.objects + 1, args.timeout, "all RayServices", 0.5)
             to_all_s = time.monotonic() - start
+            cpu_to_all = {"operator": cpu_seconds(operator.pid), "emulator": cpu_seconds(emulator.pid)}
             settle_events(core, 300)  # the creations' Events posted: what follows is steady state
             events_before, steady_started = count_events(core), time.monotonic()
             time.sleep(args.steady_seconds)
@@ -175,11 +176,19 @@ def main() -> None:
             validating_during = slow.answered < args.canaries * 10  # still far from done
             cpu = cpu_seconds(operator.pid)
             peak = proc_status_mib(operator.pid, "VmHWM")
+            emulator_cpu = cpu_seconds(emulator.pid)
         finally:
             emulator.stdin.close() if emulator.stdin else None
     emulator.wait(30)
     print(
-        json.dumps({"slow_router_requests": slow.requests, "canaries_still_validating": validating_during}),
+        json.dumps(
+            {
+                "slow_router_requests": slow.requests,
+                "canaries_still_validating": validating_during,
+                "cpu_seconds_to_all_rayservices": {k: round(v, 1) for k, v in cpu_to_all.items()},
+                "emulator_cpu_seconds": round(emulator_cpu, 1),
+            }
+        ),
         file=sys.stderr,
     )
     print(

@@ -146,7 +146,7 @@ def build_registry(
         if owner is None or type == "DELETED":
             return
         try:
-            memo.reconciler.reconcile({"metadata": {"namespace": body["metadata"]["namespace"], "name": owner}})
+            memo.reconciler.rayservice_changed(body["metadata"]["namespace"], owner, dict(body))
         except (KubeError, RetryLaterError) as e:  # the owner's next reconcile or the next RayService event catches up
             logger.info("could not reconcile %s after its RayService changed: %s", owner, e)
 

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slm_operator import constants
-from slm_operator.api.crd import build_openapi_schema
 from slm_operator.api.models import ConditionType, Phase, SLMDeployment, SLMDeploymentStatus
-from slm_operator.api.validation import FieldError, apply_defaults, validate_object
+from slm_operator.api.validation import FieldError, apply_defaults, slm_validator, validate_object
 from slm_operator.builder.cluster_plan import plan_deployment_cluster
 from slm_operator.builder.rayservice import build_rayservice, endpoint_url
 from slm_operator.canary_pin import pin_digest, pin_token
@@ -96,23 +95,40 @@ class Reconciler:
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="slm-wake")
     )
     _pending_wakes: set[Key] = field(default_factory=set)
+    echoes: dict[Key, tuple[str, Any]] = field(default_factory=dict)
+    """Per object, the RayService its last finished pass wrote: (resourceVersion written, the RayService
+    status that pass decided on). A watch event of exactly that is our own write coming back."""
 
     def reconcile(self, body: dict[str, Any]) -> Phase:
         """One pass over the object as it is now (a trigger's body may predate the status the previous
         pass wrote). kopf runs watch handlers, timers and the RayService handler concurrently: passes
         over one SLMDeployment are serialized here. Raises `RetryLaterError` when the RayService cannot be
         written, `ConflictError` when the object keeps changing under our status writes."""
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        with self._lock_for((namespace, name)):
-            for _ in range(self.settings.conflict_retries + 1):
-                try:
-                    fresh = self.api.get_deployment(namespace, name)
-                except NotFoundError:  # deleted meanwhile: nothing to do
-                    return Phase.PENDING
-                try:
-                    return self._pass(fresh)
-                except StatusConflictError:
-                    log.info("SLMDeployment %s/%s changed while we wrote its status; re-reading", namespace, name)
+        key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        with self._lock_for(key):
+            return self._reconcile_locked(key)
+
+    def rayservice_changed(self, namespace: str, owner: str, rayservice: dict[str, Any]) -> None:
+        """A watch event of the RayService of SLMDeployment `owner`: a pass, unless the event is the echo
+        of the write of our last finished pass (nothing in it that pass did not already decide on). Checked
+        under the object's lock, so the echo of a pass still running is recognised once it finishes."""
+        key: Key = (namespace, owner)
+        with self._lock_for(key):
+            if self.echoes.get(key) == _written_and_decided(rayservice):
+                return
+            self._reconcile_locked(key)
+
+    def _reconcile_locked(self, key: Key) -> Phase:
+        namespace, name = key
+        for _ in range(self.settings.conflict_retries + 1):
+            try:
+                fresh = self.api.get_deployment(namespace, name)
+            except NotFoundError:  # deleted meanwhile: nothing to do
+                return Phase.PENDING
+            try:
+                return self._pass(fresh)
+            except StatusConflictError:
+                log.info("SLMDeployment %s/%s changed while we wrote its status; re-reading", namespace, name)
         raise ConflictError(f"SLMDeployment {namespace}/{name} kept changing under our status writes", 409)
 
     def _pass(self, body: dict[str, Any]) -> Phase:
@@ -124,7 +140,7 @@ class Reconciler:
             return self._write_status(
                 body, previous, build_invalid_status(previous, [str(e) for e in errors], generation, now)
             )
-        deployment = SLMDeployment.model_validate(apply_defaults(_without_status(body), build_openapi_schema()))
+        deployment = SLMDeployment.model_validate(apply_defaults(_without_status(body), slm_validator().schema))
         observer = self._observer(key)
         observer.sync(generation)
         self._wait_out_backoff(key, generation, now)
@@ -163,6 +179,8 @@ class Reconciler:
         )
         if cluster.approval_used:
             self.api.remove_deployment_annotation(*key, constants.ANNOTATION_APPROVE_CLUSTER_UPGRADE)
+        if written.action is not Action.UNCHANGED:  # recorded only once the whole pass is through
+            self.echoes[key] = (written.rayservice["metadata"]["resourceVersion"], (existing or {}).get("status"))
         return phase
 
     # ------------------------------------------------------------ failures and backoff
@@ -302,6 +320,7 @@ class Reconciler:
             observer.cancel()
         self.validated.pop(key, None)
         self.backoffs.pop(key, None)
+        self.echoes.pop(key, None)
         forget_security(self.secured, namespace, name)
 
     def close(self) -> None:
@@ -362,3 +381,8 @@ def _current_status(body: dict[str, Any]) -> SLMDeploymentStatus | None:
     except ValueError:
         log.warning("ignoring unreadable status of %s", body["metadata"].get("name"))
         return None
+
+
+def _written_and_decided(rayservice: dict[str, Any]) -> tuple[str, Any]:
+    """What `Reconciler.echoes` records, as a watch event of the RayService shows it."""
+    return rayservice["metadata"]["resourceVersion"], rayservice.get("status")

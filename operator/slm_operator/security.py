@@ -17,7 +17,7 @@ from slm_operator.api.models import SLMDeployment
 from slm_operator.builder.network_policy import build_network_policy
 from slm_operator.builder.pod_security import build_service_account
 from slm_operator.builder.ray_auth import build_token_secret, deployment_token
-from slm_operator.kube import KubeApi, KubeError
+from slm_operator.kube import ConflictError, KubeApi, KubeError
 from slm_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,14 @@ def ensure_security_objects(
     if not meta.get("uid"):
         return
     identity = (str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
-    if identity not in created:
+    first = identity not in created
+    if first:
         _ensure_service_account(api, build_service_account(deployment))
         secret = build_token_secret(settings.ray_token_key.get_secret_value().encode(), deployment)
         if api.create_secret(secret):
             log.info("created Ray token Secret %s/%s", identity[0], secret["metadata"]["name"])
         created.add(identity)
-    _ensure_network_policy(api, build_network_policy(deployment, settings.control_peers))
+    _ensure_network_policy(api, build_network_policy(deployment, settings.control_peers), create_first=first)
 
 
 def dashboard_token(settings: OperatorSettings, deployment: SLMDeployment) -> str | None:
@@ -63,22 +64,32 @@ def forget(created: set[Identity], namespace: str, name: str) -> None:
 
 
 def _ensure_service_account(api: KubeApi, desired: dict[str, Any]) -> None:
+    """Create it; only when one of that name exists is it read (a new SLMDeployment costs one request)."""
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    existing = api.get_service_account(namespace, name)
-    if existing is None:
+    try:
         api.create_service_account(desired)
         log.info("created ServiceAccount %s/%s for the Ray pods", namespace, name)
-    elif not _ours(existing):  # its token would go to our Ray head, with whatever it is bound to
+        return
+    except ConflictError:  # it exists: ours from an earlier pass or operator, or someone else's
+        existing = api.get_service_account(namespace, name)
+    if existing is not None and not _ours(existing):  # its token would go to our Ray head
         raise ForeignObjectError(f"ServiceAccount {namespace}/{name} exists and is not managed by slm-operator")
 
 
-def _ensure_network_policy(api: KubeApi, desired: dict[str, Any]) -> None:
+def _ensure_network_policy(api: KubeApi, desired: dict[str, Any], *, create_first: bool) -> None:
+    """Converge the NetworkPolicy. `create_first` (the first pass over an SLMDeployment in this process,
+    when it most likely has none yet) tries a create before reading."""
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    existing = api.get_network_policy(namespace, name)
+    existing = None if create_first else api.get_network_policy(namespace, name)
     if existing is None:
-        api.create_network_policy(desired)
-        log.info("created NetworkPolicy %s/%s", namespace, name)
-        return
+        try:
+            api.create_network_policy(desired)
+            log.info("created NetworkPolicy %s/%s", namespace, name)
+            return
+        except ConflictError:
+            existing = api.get_network_policy(namespace, name)
+        if existing is None:  # deleted between the create and the read: the next pass creates it
+            return
     if not _ours(existing):
         raise ForeignObjectError(f"NetworkPolicy {namespace}/{name} exists and is not managed by slm-operator")
     meta = existing["metadata"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator
-from functools import cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from typing import Any
 
@@ -243,20 +243,28 @@ def _compiled(rule: str) -> Any:
     return env.program(env.compile(rule), functions=_K8S_FUNCTIONS)
 
 
+@lru_cache(maxsize=4096)
+def _rule_outcome(rule: str, value_json: str) -> str | bool:
+    """Whether `rule` holds for the value (as JSON), or why it could not be evaluated. A rule's outcome
+    depends on its value alone (CEL has no clock or I/O), so it is kept: SLMDeployments share most of
+    their subtrees, and celpy's interpreter costs milliseconds per rule."""
+    try:
+        result = _compiled(rule).evaluate({"self": json_to_cel(json.loads(value_json))})
+    except CELEvalError as error:
+        return str(error)
+    return str(result) if isinstance(result, CELEvalError) else bool(result)
+
+
 def _cel_errors(obj: Any, schema: dict[str, Any], path: str) -> Iterator[FieldError]:
     rules = schema.get("x-kubernetes-validations", ())
-    activation = {"self": json_to_cel(obj)} if rules else {}
+    value_json = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str) if rules else ""
     for validation in rules:
         rule, message = validation["rule"], validation.get("message", f"failed rule: {validation['rule']}")
         where = path + validation.get("fieldPath", "")
-        try:
-            result = _compiled(rule).evaluate(activation)
-        except CELEvalError as error:
-            yield FieldError(where or "<root>", f"rule {rule!r} could not be evaluated: {error}")
-            continue
-        if isinstance(result, CELEvalError):
-            yield FieldError(where or "<root>", f"rule {rule!r} could not be evaluated: {result}")
-        elif not bool(result):
+        outcome = _rule_outcome(rule, value_json)
+        if isinstance(outcome, str):
+            yield FieldError(where or "<root>", f"rule {rule!r} could not be evaluated: {outcome}")
+        elif not outcome:
             yield FieldError(where or "<root>", message)
     if isinstance(obj, dict):
         for name, sub in schema.get("properties", {}).items():

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from typing import Any
 
-import kubernetes_validate
+import jsonschema
+import kubernetes_validate.utils
+import referencing
 
 from tests.harness.emulator.schema import ResourceDef
 
@@ -23,9 +26,8 @@ _SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 
 def validate_builtin(obj: dict[str, Any]) -> list[str]:
     """Field errors (`path: message`) for a built-in object; empty when the API server would take it."""
-    try:
-        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
+    error = jsonschema.exceptions.best_match(_validator(obj["kind"], obj["apiVersion"]).iter_errors(obj))
+    if error is not None:
         path = ".".join(str(p) for p in error.path) or "<root>"
         return [f"{path}: Invalid value: {error.message}"]
     causes = _labels("metadata.labels", (obj.get("metadata") or {}).get("labels") or {})
@@ -34,6 +36,20 @@ def validate_builtin(obj: dict[str, Any]) -> list[str]:
     if obj.get("kind") == "NetworkPolicy":
         causes += _network_policy(obj.get("spec") or {})
     return causes
+
+
+@functools.cache
+def _validator(kind: str, api_version: str) -> jsonschema.protocols.Validator:
+    """`kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)`'s validator, built once per kind:
+    the library reads its schema files (the definitions are megabytes of JSON) on every call."""
+    directory = f"kubernetes-json-schema/v{KUBE_VERSION}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # networking.k8s.io/v1 → networking-v1
+    schema = kubernetes_validate.utils.schema_contents(f"{directory}/{kind.lower()}-{group_version}.json", KUBE_VERSION)
+    definitions = kubernetes_validate.utils.schema_contents(f"{directory}/_definitions.json", KUBE_VERSION)
+    registry: referencing.Registry[Any] = referencing.Resource.from_contents(definitions) @ (
+        referencing.Resource.from_contents(schema) @ referencing.Registry()
+    )
+    return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
 def _labels(path: str, labels: dict[str, Any]) -> list[str]:
