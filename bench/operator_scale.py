@@ -160,17 +160,21 @@ def main() -> None:
             wait(lambda: count(k8s, RAYS) == args.objects + 1, args.timeout, "all RayServices", 0.5)
             to_all_s = time.monotonic() - start
             cpu_to_all = {"operator": cpu_seconds(operator.pid), "emulator": cpu_seconds(emulator.pid)}
+            peak_by_phase = {"all_rayservices": proc_status_mib(operator.pid, "VmHWM")}
             settle_events(core, 300)  # the creations' Events posted: what follows is steady state
             events_before, steady_started = count_events(core), time.monotonic()
             time.sleep(args.steady_seconds)
             steady_events = count_events(core) - events_before
+            peak_by_phase["steady"] = proc_status_mib(operator.pid, "VmHWM")
             steady_hours = (time.monotonic() - steady_started) / 3600
             names = [f"slm-{i:05d}" for i in range(args.objects)]
             rng = random.Random(1)
             edits = edit_latencies_ms(k8s, rng.sample(names[args.canaries :], args.edits), args.edit_timeout)
+            peak_by_phase["edits"] = proc_status_mib(operator.pid, "VmHWM")
             for name in names[: args.canaries]:
                 start_canary(k8s, name, 60)
             wait(lambda: slow.requests >= args.canaries, 120, "every canary validating", 0.2)
+            peak_by_phase["canaries_validating"] = proc_status_mib(operator.pid, "VmHWM")
             rest = [n for n in names[args.canaries :]]
             slow_edits = edit_latencies_ms(k8s, rng.sample(rest, args.edits), args.edit_timeout)
             validating_during = slow.answered < args.canaries * 10  # still far from done
@@ -187,6 +191,7 @@ def main() -> None:
                 "canaries_still_validating": validating_during,
                 "cpu_seconds_to_all_rayservices": {k: round(v, 1) for k, v in cpu_to_all.items()},
                 "emulator_cpu_seconds": round(emulator_cpu, 1),
+                "peak_rss_mib_by_phase": {k: round(v, 1) for k, v in peak_by_phase.items()},
             }
         ),
         file=sys.stderr,

@@ -20,6 +20,7 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from slm_operator.api.models import GoldenPrompt, ShadowDisagreement
+from slm_operator.http_clients import async_client
 from slm_operator.rollout.adapters import AdapterObservation
 from slm_operator.rollout.gate import PromptOutcome, ValidationRun
 from slm_operator.rollout.live import RevisionSamples
@@ -137,7 +138,7 @@ async def run_validation(
         asked = prompt.adapter or model  # a prompt naming an adapter tests it (through the router's choice)
         return await send_golden_prompt(client, prompt, asked, name, pin_token=pin_token, timeout_s=timeout_s)
 
-    async with httpx.AsyncClient(base_url=base_url, transport=transport) as client:
+    async with async_client(base_url=base_url, transport=transport) as client:
         if prompts:
             for name in revisions:
                 await send(prompts[0], name)
@@ -176,7 +177,7 @@ async def fetch_samples(
     httpx.HTTPError or ValueError."""
     params = {"after": str(after)} if after is not None else None
     async with (
-        httpx.AsyncClient(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
+        async_client(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
         asyncio.timeout(SAMPLES_TIMEOUT_S),
     ):
         response = await client.get(SAMPLES_PATH, params=params, headers={PIN_PROOF_HEADER: pin_token})
@@ -213,7 +214,7 @@ async def fetch_shadow(
     """`GET /slm/shadow` from the router (the operator's pin token only): its counts of the current
     shadow phase, None outside one; raises httpx.HTTPError or ValueError."""
     async with (
-        httpx.AsyncClient(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
+        async_client(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
         asyncio.timeout(SAMPLES_TIMEOUT_S),
     ):
         response = await client.get(SHADOW_PATH, headers={PIN_PROOF_HEADER: pin_token})
@@ -227,7 +228,7 @@ async def fetch_adapters(
     """`GET /slm/adapters` from the router (the operator's pin token only): the LoRA versions the
     adapter revision's engines hold and those that failed to load; raises httpx.HTTPError or ValueError."""
     async with (
-        httpx.AsyncClient(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
+        async_client(base_url=router_url, transport=transport, timeout=SAMPLES_TIMEOUT_S) as client,
         asyncio.timeout(SAMPLES_TIMEOUT_S),
     ):
         response = await client.get(ADAPTERS_PATH, headers={PIN_PROOF_HEADER: pin_token})

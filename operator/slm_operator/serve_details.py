@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from slm_operator.http_clients import async_client
 from slm_operator.rollout.start_failure import StartFailure, parse_start_failure
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, revision_app_name
 
@@ -56,7 +57,7 @@ async def fetch_serve_details(
     `token`: for a Ray cluster with token authentication (`RAY_AUTH_MODE=token`)."""
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client, asyncio.timeout(timeout_s):
+        async with async_client(timeout=timeout_s) as client, asyncio.timeout(timeout_s):
             response = await client.get(dashboard_url.rstrip("/") + SERVE_APPLICATIONS_PATH, headers=headers)
             response.raise_for_status()
             details = response.json()
