@@ -120,7 +120,7 @@ def start_canary(k8s: kubernetes.client.CustomObjectsApi, name: str, timeout: fl
     wait(lambda: len(report_all_running(k8s, name)) == 3, timeout, f"{name} canary in its RayService", 0.1)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--edits", type=int, default=40)
@@ -129,8 +129,11 @@ def main() -> None:
     parser.add_argument("--steady-seconds", type=float, default=90.0)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--edit-timeout", type=float, default=120)
-    args = parser.parse_args()
-    log_dir = pathlib.Path(tempfile.gettempdir())
+    return parser.parse_args()
+
+
+def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    """The API emulator in its own process (stopped by closing its stdin); its URL."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "operator"), str(ROOT / "serving")])}
     emulator = subprocess.Popen(
         [sys.executable, "-m", "tests.harness.emulator"],
@@ -141,7 +144,13 @@ def main() -> None:
         text=True,
     )
     assert emulator.stdout is not None
-    url = emulator.stdout.readline().strip()
+    return emulator, emulator.stdout.readline().strip()
+
+
+def main() -> None:
+    args = parse_args()
+    log_dir = pathlib.Path(tempfile.gettempdir())
+    emulator, url = start_emulator()
     config = kubernetes.client.Configuration(host=url)
     config.connection_pool_maxsize = 32
     client = kubernetes.client.ApiClient(config)
