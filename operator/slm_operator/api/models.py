@@ -597,6 +597,7 @@ class ConditionType(StrEnum):
     DEGRADED = "Degraded"
     CANARY_VALIDATED = "CanaryValidated"
     CLUSTER_UPGRADE = "ClusterUpgrade"
+    ADAPTERS_READY = "AdaptersReady"
 
 
 class Phase(StrEnum):

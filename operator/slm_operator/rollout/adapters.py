@@ -27,6 +27,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from slm_operator.api.models import (
     AdapterPhase,
@@ -186,6 +187,51 @@ def decide_adapters(
         out.append(status)
         actions += more
     return AdapterDecision(tuple(out), tuple(actions))
+
+
+ADAPTERS_STABLE = "AdaptersStable"
+ADAPTER_ROLLING_OUT = "AdapterRollingOut"
+ADAPTER_ROLLED_BACK = "AdapterRolledBack"
+
+
+@dataclass(frozen=True)
+class AdaptersCondition:
+    """The `AdaptersReady` condition: True when every adapter serves the version its spec names."""
+
+    status: Literal["True", "False"]
+    reason: str
+    message: str
+
+
+def adapters_condition(statuses: Sequence[AdapterRolloutStatus]) -> AdaptersCondition | None:
+    """`AdaptersReady` from the adapters' rollout statuses; None without adapters (no condition). A rollout
+    in progress comes first (False, `AdapterRollingOut`), then a version rolled back (False,
+    `AdapterRolledBack`: the spec's version is not served), else True (`AdaptersStable`)."""
+    if not statuses:
+        return None
+    rolling = [s for s in statuses if s.phase in (AdapterPhase.LOADING, AdapterPhase.VALIDATING, AdapterPhase.STEPPING)]
+    if rolling:
+        return AdaptersCondition("False", ADAPTER_ROLLING_OUT, "; ".join(map(_rolling_message, rolling)))
+    failed = [s for s in statuses if s.phase is AdapterPhase.FAILED]
+    if failed:
+        return AdaptersCondition("False", ADAPTER_ROLLED_BACK, "; ".join(map(_failed_message, failed)))
+    versions = ", ".join(f"{s.name}@{s.stable.version}" for s in statuses if s.stable is not None)
+    return AdaptersCondition("True", ADAPTERS_STABLE, f"every adapter serves its spec's version: {versions}")
+
+
+def _rolling_message(status: AdapterRolloutStatus) -> str:
+    canary = status.canary
+    version = f" version {canary.version}" if canary is not None else ""
+    weight = f" at {canary.weight}%" if canary is not None and status.phase is AdapterPhase.STEPPING else ""
+    return f"{status.name}: {status.phase.value.lower()}{version}{weight}"
+
+
+def _failed_message(status: AdapterRolloutStatus) -> str:
+    source = status.failed_source
+    failed = f"{source} (version {adapter_version(source)}) rolled back" if source else "rolled back"
+    why = f": {status.validation.reason}" if status.validation is not None and status.validation.reason else ""
+    serving = f"; version {status.stable.version} serves it" if status.stable is not None else "; nothing serves it"
+    return f"{status.name}: {failed}{why}{serving}"
 
 
 def _adopted(name: str, source: str, now: datetime) -> AdapterRolloutStatus:

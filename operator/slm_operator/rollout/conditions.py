@@ -54,4 +54,9 @@ def set_condition(
     return sorted([*others, updated], key=lambda c: _ORDER.get(c.type, len(_ORDER)))
 
 
+def remove_condition(conditions: list[Condition], kind: ConditionType) -> list[Condition]:
+    """The list without `kind` (a condition about something the spec no longer has)."""
+    return [c for c in conditions if c.type != kind.value]
+
+
 _ORDER = {kind.value: index for index, kind in enumerate(ConditionType)}

@@ -37,9 +37,9 @@ from slm_operator.rollout.actions import (
     RecordQuality,
     RunValidation,
 )
-from slm_operator.rollout.adapters import decide_adapters
+from slm_operator.rollout.adapters import adapters_condition, decide_adapters
 from slm_operator.rollout.commands import RolloutCommand
-from slm_operator.rollout.conditions import is_true, parse_time
+from slm_operator.rollout.conditions import is_true, parse_time, remove_condition, set_condition
 from slm_operator.rollout.cost import StepCost, build_cost_comparison
 from slm_operator.rollout.gate import evaluate_validation
 from slm_operator.rollout.live import LiveSamples, LiveVerdict, compare_live
@@ -102,9 +102,26 @@ class _Decider(Working):
     # ------------------------------------------------------------------ adapters
 
     def _adapter_rollouts(self) -> None:
-        """Adapter rollouts (`rollout.adapters`) inside the stable revision, while it runs and no
-        revision rollout is in progress (a revision rollout holds them where they are). A new stable
-        revision starts from its own template's adapters."""
+        """Adapter rollouts (`rollout.adapters`) and the `AdaptersReady` condition they give."""
+        self._decide_adapters()
+        condition = adapters_condition(self.status.adapters)
+        if condition is None:
+            self.status.conditions = remove_condition(self.status.conditions, ConditionType.ADAPTERS_READY)
+        else:
+            self.status.conditions = set_condition(
+                self.status.conditions,
+                ConditionType.ADAPTERS_READY,
+                condition.status,
+                condition.reason,
+                condition.message,
+                now=self.now,
+                generation=self.generation,
+            )
+
+    def _decide_adapters(self) -> None:
+        """Adapter rollouts inside the stable revision, while it runs and no revision rollout is in
+        progress (a revision rollout holds them where they are). A new stable revision starts from its
+        own template's adapters."""
         st = self.status
         if st.stable_revision != self.before.stable_revision:
             st.adapters = []

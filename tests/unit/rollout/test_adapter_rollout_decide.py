@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from slm_operator.api.models import AdapterPhase, SLMDeploymentSpec, SLMDeploymentStatus
+from slm_operator.api.models import AdapterPhase, ConditionType, SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.builder.serve_config import build_serve_config
 from slm_operator.rollout.actions import (
     ApplyRevisions,
@@ -21,6 +21,7 @@ from slm_operator.rollout.actions import (
     ValidateAdapter,
 )
 from slm_operator.rollout.adapters import AdapterObservation, adapter_version, engine_adapter_name
+from slm_operator.rollout.conditions import find_condition
 from slm_operator.rollout.decide import Decision, decide
 from slm_operator.rollout.gate import PromptOutcome, ValidationRun
 from slm_serving.config import RouterUserConfig
@@ -121,3 +122,37 @@ def test_a_good_version_takes_the_spec_steps_then_the_old_one_is_unloaded() -> N
     assert "AdapterPromoted" in events(promoted)
     assert _versions(promoted, V2) == [(adapter_version(V2), 100)]
     assert promoted.status.stable_revision == started.status.stable_revision
+
+
+def _adapters_ready(status: SLMDeploymentStatus) -> tuple[str, str, str] | None:
+    found = find_condition(status.conditions, ConditionType.ADAPTERS_READY)
+    return None if found is None else (found.status, found.reason, found.message)
+
+
+def test_adapters_ready_follows_an_adapter_rollout_and_its_rollback() -> None:
+    serving = _serving_on_v1()
+    assert _adapters_ready(serving) == (
+        "True",
+        "AdaptersStable",
+        f"every adapter serves its spec's version: atlas@{adapter_version(V1)}",
+    )
+    started = _pass(V2, serving, 10, 2)
+    assert _adapters_ready(started.status) == (
+        "False",
+        "AdapterRollingOut",
+        f"atlas: loading version {adapter_version(V2)}",
+    )
+    validating = _pass(V2, started.status, 15, 2, adapters=_both_loaded())
+    observed = replace(_both_loaded(), validation={_answered(V2, "Lima.").revision: _answered(V2, "Lima.")})
+    failed = _pass(V2, validating.status, 20, 2, adapters=observed)
+    ready = _adapters_ready(failed.status)
+    assert ready is not None and ready[:2] == ("False", "AdapterRolledBack")
+    assert f"atlas: {V2} (version {adapter_version(V2)}) rolled back: " in ready[2]
+    assert ready[2].endswith(f"; version {adapter_version(V1)} serves it")
+    reverted = _adapters_ready(_pass(V1, failed.status, 25, 3).status)  # the spec goes back to v1
+    assert reverted is not None and reverted[:2] == ("True", "AdaptersStable")
+
+
+def test_no_adapters_no_adapters_ready_condition() -> None:
+    deployed = decide(spec(), None, observe(None), generation=1, now=at(0)).status
+    assert _adapters_ready(decide(spec(), deployed, observe(deployed), generation=1, now=at(5)).status) is None
