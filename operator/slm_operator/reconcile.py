@@ -153,7 +153,7 @@ class Reconciler:
         cluster = plan_deployment_cluster(deployment, decision.status, existing, now=now, generation=generation)
         status = _with_serving_details(cluster.status, existing, *key)
         # apply
-        ensure_security_objects(self.api, self.settings, deployment, self.secured)
+        ensure_security_objects(self.api, self.settings, deployment, self.secured, new=previous is None)
         try:
             written = ensure_rayservice(
                 self.api,

@@ -32,21 +32,23 @@ class ForeignObjectError(KubeError):
 
 
 def ensure_security_objects(
-    api: KubeApi, settings: OperatorSettings, deployment: SLMDeployment, created: set[Identity]
+    api: KubeApi, settings: OperatorSettings, deployment: SLMDeployment, created: set[Identity], *, new: bool
 ) -> None:
-    """ServiceAccount, token Secret (once per uid, remembered in `created`) and NetworkPolicy."""
+    """ServiceAccount, token Secret (once per uid, remembered in `created`) and NetworkPolicy. `new`: the
+    SLMDeployment has no status yet, so its objects most likely do not exist: they are created without
+    a read first (read only on 409); otherwise (an operator restart) they are read first."""
     meta = deployment.metadata
     if not meta.get("uid"):
         return
     identity = (str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
     first = identity not in created
     if first:
-        _ensure_service_account(api, build_service_account(deployment))
+        _ensure_service_account(api, build_service_account(deployment), create_first=new)
         secret = build_token_secret(settings.ray_token_key.get_secret_value().encode(), deployment)
         if api.create_secret(secret):
             log.info("created Ray token Secret %s/%s", identity[0], secret["metadata"]["name"])
         created.add(identity)
-    _ensure_network_policy(api, build_network_policy(deployment, settings.control_peers), create_first=first)
+    _ensure_network_policy(api, build_network_policy(deployment, settings.control_peers), create_first=first and new)
 
 
 def dashboard_token(settings: OperatorSettings, deployment: SLMDeployment) -> str | None:
@@ -63,15 +65,16 @@ def forget(created: set[Identity], namespace: str, name: str) -> None:
     created.difference_update({i for i in created if i[:2] == (namespace, name)})
 
 
-def _ensure_service_account(api: KubeApi, desired: dict[str, Any]) -> None:
-    """Create it; only when one of that name exists is it read (a new SLMDeployment costs one request)."""
+def _ensure_service_account(api: KubeApi, desired: dict[str, Any], *, create_first: bool) -> None:
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    try:
-        api.create_service_account(desired)
-        log.info("created ServiceAccount %s/%s for the Ray pods", namespace, name)
-        return
-    except ConflictError:  # it exists: ours from an earlier pass or operator, or someone else's
-        existing = api.get_service_account(namespace, name)
+    existing = None if create_first else api.get_service_account(namespace, name)
+    if existing is None:
+        try:
+            api.create_service_account(desired)
+            log.info("created ServiceAccount %s/%s for the Ray pods", namespace, name)
+            return
+        except ConflictError:  # it exists: ours from an earlier operator, or someone else's
+            existing = api.get_service_account(namespace, name)
     if existing is not None and not _ours(existing):  # its token would go to our Ray head
         raise ForeignObjectError(f"ServiceAccount {namespace}/{name} exists and is not managed by slm-operator")
 

@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from slm_operator.canary_pin import PinKey
-from slm_operator.runner import operator_in_thread
+from slm_operator.runner import build_memo, operator_in_thread
 from slm_operator.settings import OperatorSettings
 from tests.harness.cluster import SLMD, rays, slmd, tiny, wait_for
 from tests.harness.emulator import EmulatorThread
@@ -135,3 +135,21 @@ def test_no_secret_reaches_logs_events_status_or_the_rayservice(
     assert len(caplog.records) > 10  # the operator did talk
     for secret_value in (FAKE_HF_TOKEN, ray_token, TOKEN_KEY, pin_token, PIN_KEY):
         assert secret_value not in said
+
+
+def test_a_new_object_creates_without_reading_and_a_restart_reads_without_creating(
+    api: EmulatorThread, k8s: kubernetes.client.CustomObjectsApi, settings: OperatorSettings
+) -> None:
+    """Requests per object, counted by the emulator (the reconciler driven directly, one pass each)."""
+    k8s.create_namespaced_custom_object(*SLMD, tiny())
+    first = build_memo(settings).reconciler
+    first.reconcile({"metadata": {"namespace": "default", "name": "tiny"}})
+    first.close()
+    counted = ("serviceaccounts", "networkpolicies")
+    assert [api.count("get", plural) for plural in counted] == [0, 0]
+    assert [api.count("create", plural) for plural in counted] == [1, 1]
+    restarted = build_memo(settings).reconciler  # an operator restart: the object has a status now
+    restarted.reconcile({"metadata": {"namespace": "default", "name": "tiny"}})
+    restarted.close()
+    assert [api.count("get", plural) for plural in counted] == [1, 1]
+    assert [api.count("create", plural) for plural in counted] == [1, 1]
