@@ -27,7 +27,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
 from slm_operator.api.models import (
     AdapterPhase,
@@ -39,7 +38,7 @@ from slm_operator.api.models import (
     ValidationSpec,
 )
 from slm_operator.rollout.actions import EmitEvent, LoadAdapter, SetAdapterWeights, UnloadAdapter, ValidateAdapter
-from slm_operator.rollout.conditions import format_time, parse_time
+from slm_operator.rollout.conditions import ConditionStatus, format_time, parse_time
 from slm_operator.rollout.gate import ValidationRun, evaluate_validation
 from slm_serving.config import adapter_engine_name
 
@@ -198,7 +197,7 @@ ADAPTER_ROLLED_BACK = "AdapterRolledBack"
 class AdaptersCondition:
     """The `AdaptersReady` condition: True when every adapter serves the version its spec names."""
 
-    status: Literal["True", "False"]
+    status: ConditionStatus
     reason: str
     message: str
 

@@ -29,6 +29,11 @@ def is_true(conditions: list[Condition], kind: ConditionType, reason: str | None
     return found is not None and found.status == "True" and (reason is None or found.reason == reason)
 
 
+def remove_condition(conditions: list[Condition], kind: ConditionType) -> list[Condition]:
+    """The list without `kind` (a condition about something the spec no longer has)."""
+    return [c for c in conditions if c.type != kind.value]
+
+
 def set_condition(
     conditions: list[Condition],
     kind: ConditionType,
@@ -50,13 +55,7 @@ def set_condition(
         last_transition_time=transition,
         observed_generation=generation,
     )
-    others = [c for c in conditions if c.type != kind.value]
-    return sorted([*others, updated], key=lambda c: _ORDER.get(c.type, len(_ORDER)))
-
-
-def remove_condition(conditions: list[Condition], kind: ConditionType) -> list[Condition]:
-    """The list without `kind` (a condition about something the spec no longer has)."""
-    return [c for c in conditions if c.type != kind.value]
+    return sorted([*remove_condition(conditions, kind), updated], key=lambda c: _ORDER.get(c.type, len(_ORDER)))
 
 
 _ORDER = {kind.value: index for index, kind in enumerate(ConditionType)}

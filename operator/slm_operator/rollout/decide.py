@@ -39,7 +39,7 @@ from slm_operator.rollout.actions import (
 )
 from slm_operator.rollout.adapters import adapters_condition, decide_adapters
 from slm_operator.rollout.commands import RolloutCommand
-from slm_operator.rollout.conditions import is_true, parse_time, remove_condition, set_condition
+from slm_operator.rollout.conditions import is_true, parse_time, remove_condition
 from slm_operator.rollout.cost import StepCost, build_cost_comparison
 from slm_operator.rollout.gate import evaluate_validation
 from slm_operator.rollout.live import LiveSamples, LiveVerdict, compare_live
@@ -108,15 +108,7 @@ class _Decider(Working):
         if condition is None:
             self.status.conditions = remove_condition(self.status.conditions, ConditionType.ADAPTERS_READY)
         else:
-            self.status.conditions = set_condition(
-                self.status.conditions,
-                ConditionType.ADAPTERS_READY,
-                condition.status,
-                condition.reason,
-                condition.message,
-                now=self.now,
-                generation=self.generation,
-            )
+            self._condition(ConditionType.ADAPTERS_READY, condition.status, Reason(condition.reason), condition.message)
 
     def _decide_adapters(self) -> None:
         """Adapter rollouts inside the stable revision, while it runs and no revision rollout is in

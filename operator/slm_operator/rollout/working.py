@@ -17,7 +17,7 @@ from slm_operator.api.models import (
     SLMDeploymentStatus,
 )
 from slm_operator.api.revision import compute_revision, revision_template
-from slm_operator.rollout import shadow
+from slm_operator.rollout import adapters, shadow
 from slm_operator.rollout.actions import Action, ApplyRevisions, ClearCommand, EmitEvent
 from slm_operator.rollout.adapters import AdapterObservation
 from slm_operator.rollout.commands import InvalidCommandError, RolloutCommand, parse_rollout_command
@@ -66,6 +66,10 @@ class Reason(StrEnum):
     """Serve gave up starting the revision's replicas."""
     SCALED = "Scaled"
     """The autoscaler changed how many replicas a revision wants."""
+    ADAPTERS_STABLE = adapters.ADAPTERS_STABLE
+    """`AdaptersReady` (`rollout.adapters.adapters_condition`): every adapter serves its spec's version."""
+    ADAPTER_ROLLING_OUT = adapters.ADAPTER_ROLLING_OUT
+    ADAPTER_ROLLED_BACK = adapters.ADAPTER_ROLLED_BACK
 
 
 DEFAULT_MIN_STEP_REQUESTS = 40
