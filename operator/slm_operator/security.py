@@ -10,6 +10,7 @@ a PUT carrying the resourceVersion read).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slm_operator import constants
@@ -65,36 +66,45 @@ def forget(created: set[Identity], namespace: str, name: str) -> None:
     created.difference_update({i for i in created if i[:2] == (namespace, name)})
 
 
-def _ensure_service_account(api: KubeApi, desired: dict[str, Any], *, create_first: bool) -> None:
+def _existing(
+    kind: str,
+    desired: dict[str, Any],
+    read: Callable[[str, str], dict[str, Any] | None],
+    create: Callable[[dict[str, Any]], object],
+    *,
+    create_first: bool,
+) -> dict[str, Any] | None:
+    """Our object of `desired`'s name as it already exists, or None when this call created it (or it
+    was deleted between a 409 and the read: the next pass creates it). Read first, unless `create_first`
+    (a new SLMDeployment, most likely without one): then read only when the create answers 409. One that
+    slm-operator does not manage raises `ForeignObjectError`: it is never taken over."""
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    existing = None if create_first else api.get_service_account(namespace, name)
+    existing = None if create_first else read(namespace, name)
     if existing is None:
         try:
-            api.create_service_account(desired)
-            log.info("created ServiceAccount %s/%s for the Ray pods", namespace, name)
-            return
+            create(desired)
+            log.info("created %s %s/%s", kind, namespace, name)
+            return None
         except ConflictError:  # it exists: ours from an earlier operator, or someone else's
-            existing = api.get_service_account(namespace, name)
-    if existing is not None and not _ours(existing):  # its token would go to our Ray head
-        raise ForeignObjectError(f"ServiceAccount {namespace}/{name} exists and is not managed by slm-operator")
+            existing = read(namespace, name)
+    if existing is not None and not _ours(existing):
+        raise ForeignObjectError(f"{kind} {namespace}/{name} exists and is not managed by slm-operator")
+    return existing
+
+
+def _ensure_service_account(api: KubeApi, desired: dict[str, Any], *, create_first: bool) -> None:
+    """Exists and is ours (a foreign one's token would go to our Ray head); never rewritten."""
+    _existing("ServiceAccount", desired, api.get_service_account, api.create_service_account, create_first=create_first)
 
 
 def _ensure_network_policy(api: KubeApi, desired: dict[str, Any], *, create_first: bool) -> None:
-    """Converge the NetworkPolicy. `create_first` (the first pass over an SLMDeployment in this process,
-    when it most likely has none yet) tries a create before reading."""
+    """Converge the NetworkPolicy (`create_first`: see `_existing`)."""
     namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
-    existing = None if create_first else api.get_network_policy(namespace, name)
+    existing = _existing(
+        "NetworkPolicy", desired, api.get_network_policy, api.create_network_policy, create_first=create_first
+    )
     if existing is None:
-        try:
-            api.create_network_policy(desired)
-            log.info("created NetworkPolicy %s/%s", namespace, name)
-            return
-        except ConflictError:
-            existing = api.get_network_policy(namespace, name)
-        if existing is None:  # deleted between the create and the read: the next pass creates it
-            return
-    if not _ours(existing):
-        raise ForeignObjectError(f"NetworkPolicy {namespace}/{name} exists and is not managed by slm-operator")
+        return
     meta = existing["metadata"]
     if existing.get("spec") == desired["spec"] and meta.get("ownerReferences") == desired["metadata"].get(
         "ownerReferences"
