@@ -21,15 +21,13 @@ import pytest
 import yaml
 from rich.console import Console
 
-from slm_operator.api.models import ConditionType
 from slm_operator.demo import EXAMPLE, TrafficStats, background, generate_load, serving, wait_for_event
-from slm_operator.embedded import EmbeddedRollout
 from slm_operator.rollout.adapters import adapter_version
-from slm_operator.rollout.conditions import find_condition
 from slm_operator.rollout.decide import RolloutSettings
 from slm_serving.config import ENGINE_DEPLOYMENT_NAME, revision_app_name
 from slm_serving.model_source import ensure_model_path
 from slm_serving.tiny_adapters import ADAPTER_GOOD_QA
+from tests.unit.rollout.helpers import conditions
 
 pytestmark = pytest.mark.serving
 
@@ -55,13 +53,6 @@ def _set_source(path: Path, source: str) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
 
-def _adapters_ready(rollout: EmbeddedRollout) -> tuple[str, str, str]:
-    assert rollout.status is not None
-    found = find_condition(rollout.status.conditions, ConditionType.ADAPTERS_READY)
-    assert found is not None, rollout.status.conditions
-    return found.status, found.reason, found.message
-
-
 def test_bad_adapter_rolled_back_and_new_good_one_promoted_in_the_running_engine(tmp_path: Path) -> None:
     document = yaml.safe_load(EXAMPLE.read_text())
     document["spec"]["adapters"] = [{"name": "atlas", "source": "tiny://lora-good", "rank": 8}]
@@ -81,7 +72,8 @@ def test_bad_adapter_rolled_back_and_new_good_one_promoted_in_the_running_engine
             _set_source(path, "tiny://lora-bad")
             outcome = wait_for_event(rollout, mark, {"AdapterRolledBack", "AdapterPromoted"}, TIMEOUT_S)
             assert outcome is not None and outcome.reason == "AdapterRolledBack", rollout.events[mark:]
-            assert _adapters_ready(rollout)[:2] == ("False", "AdapterRolledBack")
+            assert rollout.status is not None
+            assert conditions(rollout.status)["AdaptersReady"] == ("False", "AdapterRolledBack")
             assert ANSWER in _ask_atlas(rollout.local.url)  # the good version kept all of `atlas`
 
             good_dir = ensure_model_path("tiny://lora-good")
@@ -89,7 +81,8 @@ def test_bad_adapter_rolled_back_and_new_good_one_promoted_in_the_running_engine
             _set_source(path, good_dir)
             outcome = wait_for_event(rollout, mark, {"AdapterRolledBack", "AdapterPromoted"}, TIMEOUT_S)
             assert outcome is not None and outcome.reason == "AdapterPromoted", rollout.events[mark:]
-            assert _adapters_ready(rollout)[:2] == ("True", "AdaptersStable")
+            assert rollout.status is not None
+            assert conditions(rollout.status)["AdaptersReady"] == ("True", "AdaptersStable")
         status = rollout.status
         assert status is not None and status.stable_revision == revision and status.canary_revision is None
         (adapter,) = status.adapters
