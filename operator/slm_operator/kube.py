@@ -106,11 +106,12 @@ class KubeApi:
 
     def patch_deployment_status(
         self, namespace: str, name: str, status: dict[str, Any], *, resource_version: str | None
-    ) -> None:
+    ) -> str | None:
         """Merge-patch `status` through the status subresource (the spec is never written), only if the
-        object is still at `resource_version`: else ConflictError (409), and the caller re-reads."""
+        object is still at `resource_version`: else ConflictError (409), and the caller re-reads. Returns
+        the object's new resourceVersion."""
         metadata = {"resourceVersion": resource_version} if resource_version else {}
-        translate(
+        written = translate(
             lambda: self._objects.patch_namespaced_custom_object_status(
                 models.GROUP,
                 models.VERSION,
@@ -122,6 +123,8 @@ class KubeApi:
                 _request_timeout=self._timeout,
             )
         )
+        version = written.get("metadata", {}).get("resourceVersion")
+        return str(version) if version is not None else None
 
     def remove_deployment_annotation(self, namespace: str, name: str, key: str) -> None:
         """Merge-patch one annotation away (metadata only; the spec is never written)."""

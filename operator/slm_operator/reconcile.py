@@ -98,6 +98,9 @@ class Reconciler:
     echoes: dict[Key, tuple[str, Any]] = field(default_factory=dict)
     """Per object, the RayService its last finished pass wrote: (resourceVersion written, the RayService
     status that pass decided on). A watch event of exactly that is our own write coming back."""
+    status_written: dict[Key, str] = field(default_factory=dict)
+    """Per object, the resourceVersion our last status write gave it: a trigger's body at exactly that
+    version holds everything we decided, so the pass need not read the object again."""
 
     def reconcile(self, body: dict[str, Any]) -> Phase:
         """One pass over the object as it is now (a trigger's body may predate the status the previous
@@ -106,7 +109,7 @@ class Reconciler:
         written, `ConflictError` when the object keeps changing under our status writes."""
         key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
         with self._lock_for(key):
-            return self._reconcile_locked(key)
+            return self._reconcile_locked(key, body if self._holds_our_writes(key, body) else None)
 
     def rayservice_changed(self, namespace: str, owner: str, rayservice: dict[str, Any]) -> None:
         """A watch event of the RayService of SLMDeployment `owner`: a pass, unless the event is the echo
@@ -118,13 +121,24 @@ class Reconciler:
                 return
             self._reconcile_locked(key)
 
-    def _reconcile_locked(self, key: Key) -> Phase:
+    def _holds_our_writes(self, key: Key, body: dict[str, Any]) -> bool:
+        """Whether `body` (a watch event's or a timer's) is recent enough to decide on: it is at the version
+        our last status write left, or it is a new object with no status that we never wrote one for. Any
+        later write by someone else makes our conditional status write fail with 409, and we re-read."""
+        version = body["metadata"].get("resourceVersion")
+        if version is None:
+            return False
+        written = self.status_written.get(key)
+        return written == version if written is not None else not body.get("status")
+
+    def _reconcile_locked(self, key: Key, current: dict[str, Any] | None = None) -> Phase:
         namespace, name = key
         for _ in range(self.settings.conflict_retries + 1):
             try:
-                fresh = self.api.get_deployment(namespace, name)
+                fresh = current if current is not None else self.api.get_deployment(namespace, name)
             except NotFoundError:  # deleted meanwhile: nothing to do
                 return Phase.PENDING
+            current = None
             try:
                 return self._pass(fresh)
             except StatusConflictError:
@@ -144,8 +158,9 @@ class Reconciler:
         observer = self._observer(key)
         observer.sync(generation)
         self._wait_out_backoff(key, generation, now)
-        # observe
-        existing = self.api.get_rayservice(*key)
+        # observe (an object with no status has no RayService of ours yet; if one is there, its create
+        # fails with 409 and `ensure_rayservice` reads it)
+        existing = None if previous is None else self.api.get_rayservice(*key)
         observation = gather_observation(deployment, previous, existing, observer, self.settings, now)
         # decide
         settings = RolloutSettings(min_step_requests=self.settings.min_step_requests, prices=self.settings.prices)
@@ -255,9 +270,11 @@ class Reconciler:
         if previous is not None and status_document(previous) == document:
             return status.phase
         try:
-            self.api.patch_deployment_status(*key, document, resource_version=meta.get("resourceVersion"))
+            version = self.api.patch_deployment_status(*key, document, resource_version=meta.get("resourceVersion"))
         except ConflictError as error:
             raise StatusConflictError(str(error)) from error
+        if version is not None:
+            self.status_written[key] = version
         event = phase_event(previous.phase if previous is not None else None, status, posted) if events else None
         if event is not None:
             self.emit(body, event.type, event.reason, event.message)
@@ -321,6 +338,7 @@ class Reconciler:
         self.validated.pop(key, None)
         self.backoffs.pop(key, None)
         self.echoes.pop(key, None)
+        self.status_written.pop(key, None)
         forget_security(self.secured, namespace, name)
 
     def close(self) -> None:
