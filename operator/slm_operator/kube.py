@@ -143,12 +143,13 @@ class KubeApi:
 
     def create_event(self, body: dict[str, Any]) -> None:
         """Post one core/v1 Event (see `events.build_event`)."""
-        translate(
-            lambda: self._core.create_namespaced_event(
+        self._create(
+            lambda **unread: self._core.create_namespaced_event(
                 body["metadata"]["namespace"],
                 body,  # type: ignore[arg-type]  # the client sends a dict as it is
                 field_manager=self._manager,
                 _request_timeout=self._timeout,
+                **unread,
             )
         )
 
@@ -192,6 +193,18 @@ class KubeApi:
             )
         )
 
+    @staticmethod
+    def _create(call: Callable[..., Any]) -> None:
+        """A create whose answer is not kept: the typed client's model of the answer is never built, and
+        the connection goes back to the pool."""
+
+        def unread() -> None:
+            response = call(_preload_content=False)
+            response.read()
+            response.release_conn()
+
+        translate(unread)
+
     def _plain(self, call: Callable[[], object]) -> dict[str, Any]:
         """A typed-client call's answer as the JSON dict the API server sent."""
         return translate(lambda: self._client.sanitize_for_serialization(call()))  # type: ignore[no-untyped-call]
@@ -204,10 +217,14 @@ class KubeApi:
         except NotFoundError:
             return None
 
-    def create_service_account(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._plain(
-            lambda: self._core.create_namespaced_service_account(
-                body["metadata"]["namespace"], _raw(body), field_manager=self._manager, _request_timeout=self._timeout
+    def create_service_account(self, body: dict[str, Any]) -> None:
+        self._create(
+            lambda **unread: self._core.create_namespaced_service_account(
+                body["metadata"]["namespace"],
+                _raw(body),
+                field_manager=self._manager,
+                _request_timeout=self._timeout,
+                **unread,
             )
         )
 
@@ -216,9 +233,9 @@ class KubeApi:
         the operator may create Secrets but never read them."""
         namespace = body["metadata"]["namespace"]
         try:
-            translate(  # `translate` keeps only dict answers: the typed Secret object is dropped
-                lambda: self._core.create_namespaced_secret(
-                    namespace, _raw(body), field_manager=self._manager, _request_timeout=self._timeout
+            self._create(
+                lambda **unread: self._core.create_namespaced_secret(
+                    namespace, _raw(body), field_manager=self._manager, _request_timeout=self._timeout, **unread
                 )
             )
         except ConflictError:
@@ -233,10 +250,14 @@ class KubeApi:
         except NotFoundError:
             return None
 
-    def create_network_policy(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._plain(
-            lambda: self._networking.create_namespaced_network_policy(
-                body["metadata"]["namespace"], _raw(body), field_manager=self._manager, _request_timeout=self._timeout
+    def create_network_policy(self, body: dict[str, Any]) -> None:
+        self._create(
+            lambda **unread: self._networking.create_namespaced_network_policy(
+                body["metadata"]["namespace"],
+                _raw(body),
+                field_manager=self._manager,
+                _request_timeout=self._timeout,
+                **unread,
             )
         )
 

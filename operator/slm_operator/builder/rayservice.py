@@ -26,6 +26,10 @@ from slm_operator.builder.worker_groups import build_worker_group, group_of, gro
 RAYSERVICE_API_VERSION = "ray.io/v1"
 RAYSERVICE_KIND = "RayService"
 HEAD_RESOURCES = {"cpu": "2", "memory": "8Gi"}
+SAFE_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+"""libyaml's emitter where PyYAML has it: the pure-Python one took 15 % of the operator's CPU with 1 000 new
+SLMDeployments (bench/operator_scale.py). Both write the same YAML but for line breaks inside strings with
+escaped characters, and serveConfigV2 is always written by the same one."""
 
 
 def endpoint_url(name: str, namespace: str) -> str:
@@ -70,7 +74,7 @@ def build_rayservice(deployment: SLMDeployment, *, pin_digest: str | None = None
             # Explicit, so KubeRay's own ENABLE_ZERO_DOWNTIME setting cannot turn a declared cluster
             # upgrade into a silently ignored change.
             "upgradeStrategy": {"type": UPGRADE_NEW_CLUSTER},
-            "serveConfigV2": yaml.safe_dump(serve_config.to_document(), sort_keys=False),
+            "serveConfigV2": yaml.dump(serve_config.to_document(), Dumper=SAFE_DUMPER, sort_keys=False),
             "rayClusterConfig": harden_cluster_config(
                 {
                     **build_ray_cluster_config(spec, cluster, revisions, labels),

@@ -59,9 +59,9 @@ def test_steady_state_posts_no_events_over_many_timer_periods(
         wait_for(lambda: len(report_all_running(k8s, "canary")) == 3, what="canary app")
         wait_for(lambda: slow.requests > 0, what="canary validating")
         settled = len(_events(api))
-        passes = api.count("get", "slmdeployments")
+        passes = api.count("get", "rayservices")  # each pass reads its RayService
         # Ten timer passes of each of the three objects, however long a loaded machine takes for them.
-        wait_for(lambda: api.count("get", "slmdeployments") - passes >= 3 * 10, timeout=120, what="30 timer passes")
+        wait_for(lambda: api.count("get", "rayservices") - passes >= 3 * 10, timeout=120, what="30 timer passes")
         assert _events(api)[settled:] == []
     reasons = [e["reason"] for e in _events(api)]
     assert reasons.count("RolloutStarted") == 1

@@ -22,7 +22,7 @@ def _phase(k8s: kubernetes.client.CustomObjectsApi) -> str | None:
 
 
 def _passes(api: EmulatorThread) -> int:
-    """Each pass starts by reading the SLMDeployment."""
+    """Each pass after a RayService event starts by reading the SLMDeployment."""
     return api.count("get", "slmdeployments")
 
 
