@@ -18,6 +18,7 @@ from slm_operator.api.models import SLMDeployment, SLMDeploymentStatus
 from slm_operator.api.validation import InvalidSpecError, parse_deployment, validate_object
 from slm_operator.builder.rayservice import build_rayservice
 from slm_operator.yamlio import dump_yaml
+from slm_serving.config import FrontEnd
 
 app = typer.Typer(
     help="slm-operator: small language models on Kubernetes (KubeRay + Ray Serve + vLLM).",
@@ -122,13 +123,20 @@ def render(
 def serve(
     file: FileArg,
     port: Annotated[int, typer.Option(help="Port of the OpenAI API on localhost.")] = 8000,
+    front_end: Annotated[
+        FrontEnd,
+        typer.Option(
+            case_sensitive=False, help="What takes the HTTP requests: HAProxy (fastest), or Ray Serve's Python proxy."
+        ),
+    ] = FrontEnd.HAPROXY,
 ) -> None:
     """Serve FILE on this machine (own local Ray, vLLM), rolling out every edit to it. No Kubernetes.
     Exits 1 when Serve gives up starting the model (the reason is printed), 0 on Ctrl-C or SIGTERM."""
     load_deployment(file, local=True)  # report a bad file before starting anything
     from slm_operator.embedded import serve_file
 
-    code = serve_file(file, port=port, console=Console(soft_wrap=True))  # one line per message, for logs
+    console = Console(soft_wrap=True)  # one line per message, for logs
+    code = serve_file(file, port=port, front_end=front_end, console=console)
     if code:
         raise typer.Exit(code)
 

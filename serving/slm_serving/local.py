@@ -27,7 +27,14 @@ import httpx
 import psutil
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from slm_serving.config import ROUTER_APP_NAME, HTTPOptions, ServeApplicationConfig, ServeConfigV2
+from slm_serving.config import (
+    FRONT_END_ENV,
+    ROUTER_APP_NAME,
+    FrontEnd,
+    HTTPOptions,
+    ServeApplicationConfig,
+    ServeConfigV2,
+)
 
 DEFAULT_NUM_CPUS = 4
 """Logical CPUs the local Ray advertises: the router (0 CPUs) plus engines at 1 CPU each fit on 2 cores."""
@@ -150,12 +157,18 @@ class LocalServe:
     """A private Ray + Serve: `with LocalServe() as local: local.apply(config); httpx.get(local.url + ...)`."""
 
     def __init__(
-        self, *, port: int | None = None, num_cpus: int = DEFAULT_NUM_CPUS, serve_env: Mapping[str, str] | None = None
+        self,
+        *,
+        port: int | None = None,
+        num_cpus: int = DEFAULT_NUM_CPUS,
+        front_end: FrontEnd = FrontEnd.HAPROXY,
+        serve_env: Mapping[str, str] | None = None,
     ):
-        """`serve_env`: Ray Serve switches for the whole instance (e.g. `RAY_SERVE_THROUGHPUT_OPTIMIZED`)."""
+        """`serve_env`: further Ray Serve switches for the whole instance, over those of `front_end`."""
         self.port = port or free_port()
         self.num_cpus = num_cpus
-        self.serve_env = dict(serve_env or {})
+        self.front_end = front_end
+        self.serve_env = {**FRONT_END_ENV[front_end], **(serve_env or {})}
         self.dashboard_port = free_port()
         self.metrics_port = free_port()
         self._started = False

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 from pydantic.alias_generators import to_camel
 
+from slm_serving.config import FrontEnd
+
 GROUP = "slm.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -568,6 +570,12 @@ class SLMDeploymentSpec(ApiModel):
         max_length=512,
         description="Container image with Ray, vLLM and slm_serving, used by head and workers.",
     )
+    front_end: FrontEnd = Field(
+        default=FrontEnd.HAPROXY,
+        description="What takes HTTP requests in the Ray cluster: HAProxy, forwarding to the replicas "
+        "directly (the fastest path), or ServeProxy, Ray Serve's Python proxy. Set in every Ray "
+        "container's environment, so a change is a cluster upgrade, like rayImage.",
+    )
     autoscaling: AutoscalingSpec = Field(
         default_factory=AutoscalingSpec, description="How many replicas, driven by vLLM queue depth."
     )
@@ -576,7 +584,8 @@ class SLMDeploymentSpec(ApiModel):
     )
     cluster_upgrade: ClusterUpgradeSpec = Field(
         default_factory=ClusterUpgradeSpec,
-        description="Changes only a new Ray cluster can apply (rayImage, rayVersion): whether they wait for approval.",
+        description="Changes only a new Ray cluster can apply (rayImage, rayVersion, frontEnd): whether they "
+        "wait for approval.",
     )
     network: NetworkSpec = Field(
         default_factory=NetworkSpec,
@@ -805,6 +814,7 @@ class PendingClusterUpgrade(ApiModel):
     extra_gpus: int = Field(description="GPUs needed on top of today's while both clusters run.")
     ray_version: str = Field(description="Ray version of the new cluster.")
     ray_image: str = Field(description="Image of the new cluster.")
+    front_end: FrontEnd = Field(default=FrontEnd.HAPROXY, description="HTTP front end of the new cluster.")
 
 
 class ClusterStatus(ApiModel):
@@ -813,6 +823,11 @@ class ClusterStatus(ApiModel):
 
     ray_version: str = Field(description="Ray version of the running cluster.")
     ray_image: str = Field(description="Image of the running cluster.")
+    front_end: FrontEnd = Field(
+        default=FrontEnd.SERVE_PROXY,
+        description="HTTP front end of the running cluster (absent in a status written before there was a "
+        "choice: then the cluster runs ServeProxy).",
+    )
     worker_groups: list[WorkerGroupStatus] = Field(
         default_factory=list, description="Worker groups in the order KubeRay has them (unused ones at 0 pods)."
     )

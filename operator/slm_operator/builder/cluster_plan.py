@@ -1,15 +1,15 @@
 """Which Ray cluster the RayService asks for, and when a cluster upgrade may start (pure).
 
 Revisions never need a new Ray cluster: their worker groups are appended (`builder.worker_groups`).
-What only a new cluster can apply is the cluster itself: `rayImage` (every pod's image) and
-`rayVersion`. Such a change is a *cluster upgrade*: KubeRay builds a complete second RayCluster and
-switches over when it is ready, so while both run every replica's GPUs are needed twice. It never
-happens silently: it shows as `status.cluster.pendingUpgrade` and the `ClusterUpgrade` condition
-(with the extra GPUs), is posted as an Event, and starts only when the spec allows it
-(`spec.clusterUpgrade.approval`: Automatic, or Manual and approved by annotating the SLMDeployment
-with `slm.dev/approve-cluster-upgrade=<id>`) and no canary is live. The RayService it writes then
-declares the upgrade (`slm.dev/cluster-upgrade=<id>`), and the worker groups are compacted to those
-the live revisions use.
+What only a new cluster can apply is the cluster itself: `rayImage` (every pod's image),
+`rayVersion` and `frontEnd` (in every Ray container's environment). Such a change is a *cluster
+upgrade*: KubeRay builds a complete second RayCluster and switches over when it is ready, so while
+both run every replica's GPUs are needed twice. It never happens silently: it shows as
+`status.cluster.pendingUpgrade` and the `ClusterUpgrade` condition (with the extra GPUs), is posted
+as an Event, and starts only when the spec allows it (`spec.clusterUpgrade.approval`: Automatic, or
+Manual and approved by annotating the SLMDeployment with `slm.dev/approve-cluster-upgrade=<id>`) and
+no canary is live. The RayService it writes then declares the upgrade
+(`slm.dev/cluster-upgrade=<id>`), and the worker groups are compacted to those the live revisions use.
 """
 
 from __future__ import annotations
@@ -66,11 +66,15 @@ def plan_cluster(
     `approval`: the value of the approve annotation; `kuberay_upgrading`: KubeRay reports a pending
     RayCluster (`status.pendingServiceStatus.rayClusterName`)."""
     cluster = current_cluster(spec, status)
-    if (spec.ray_version, spec.ray_image) == (cluster.ray_version, cluster.ray_image):
+    wanted = (spec.ray_version, spec.ray_image, spec.front_end)
+    if wanted == (cluster.ray_version, cluster.ray_image, cluster.front_end):
         return _up_to_date(status, cluster, kuberay_upgrading, now, generation)
     revisions = live_revisions(spec, status)
     target = ClusterStatus(
-        ray_version=spec.ray_version, ray_image=spec.ray_image, worker_groups=grow_worker_groups([], revisions)
+        ray_version=spec.ray_version,
+        ray_image=spec.ray_image,
+        front_end=spec.front_end,
+        worker_groups=grow_worker_groups([], revisions),
     )
     config = build_ray_cluster_config(spec, target, revisions, rayservice_labels(name))
     upgrade_id = cluster_spec_hash(config)[:10].lower()
@@ -80,6 +84,7 @@ def plan_cluster(
         extra_gpus=extra_gpus(spec, status),
         ray_version=target.ray_version,
         ray_image=target.ray_image,
+        front_end=target.front_end,
     )
     approved = spec.cluster_upgrade.approval == "Automatic" or approval == upgrade_id
     if approved and status.canary_revision is None:
@@ -147,6 +152,8 @@ def _what_changes(running: ClusterStatus, target: ClusterStatus) -> str:
         changes.append(f"rayImage {running.ray_image} → {target.ray_image}")
     if running.ray_version != target.ray_version:
         changes.append(f"rayVersion {running.ray_version} → {target.ray_version}")
+    if running.front_end != target.front_end:
+        changes.append(f"frontEnd {running.front_end} → {target.front_end}")
     return ", ".join(changes)
 
 
@@ -160,7 +167,7 @@ def _up_to_date(
     if condition.reason == UpgradeReason.UPGRADING and kuberay_upgrading:
         return ClusterPlan(status.model_copy(update={"cluster": cluster}))
     if condition.reason == UpgradeReason.UPGRADING:
-        message = f"the Ray cluster runs {cluster.ray_image} (Ray {cluster.ray_version})"
+        message = f"the Ray cluster runs {cluster.ray_image} (Ray {cluster.ray_version}, {cluster.front_end})"
         events: tuple[EmitEvent, ...] = (EmitEvent("Normal", "ClusterUpgraded", message),)
         return ClusterPlan(_with(status, cluster, "False", UpgradeReason.UPGRADED, message, now, generation), events)
     message = "the spec names the running cluster again: no cluster upgrade"

@@ -21,7 +21,7 @@ from slm_operator.builder.pod_security import harden_cluster_config
 from slm_operator.builder.ray_auth import auth_options
 from slm_operator.builder.revisions import live_revisions
 from slm_operator.builder.serve_config import build_serve_config
-from slm_operator.builder.worker_groups import build_worker_group, group_of, grow_worker_groups
+from slm_operator.builder.worker_groups import build_worker_group, front_end_env, group_of, grow_worker_groups
 
 RAYSERVICE_API_VERSION = "ray.io/v1"
 RAYSERVICE_KIND = "RayService"
@@ -106,6 +106,7 @@ def build_ray_cluster_config(
                         {
                             "name": "ray-head",
                             "image": cluster.ray_image,
+                            **({"env": env} if (env := front_end_env(cluster.front_end)) else {}),
                             "resources": {"requests": dict(HEAD_RESOURCES), "limits": dict(HEAD_RESOURCES)},
                             "ports": [
                                 {"containerPort": 6379, "name": "gcs-server"},
@@ -123,6 +124,7 @@ def build_ray_cluster_config(
                 group,
                 replicas=spec.autoscaling.min_replicas if group.name in used else 0,
                 image=cluster.ray_image,
+                front_end=cluster.front_end,
                 labels=labels,
             )
             for group in cluster.worker_groups
@@ -140,5 +142,5 @@ def current_cluster(spec: SLMDeploymentSpec, status: SLMDeploymentStatus | None)
     revisions = live_revisions(spec, status)
     recorded = status.cluster if status is not None else None
     if recorded is None:
-        recorded = ClusterStatus(ray_version=spec.ray_version, ray_image=spec.ray_image)
+        recorded = ClusterStatus(ray_version=spec.ray_version, ray_image=spec.ray_image, front_end=spec.front_end)
     return recorded.model_copy(update={"worker_groups": grow_worker_groups(recorded.worker_groups, revisions)})

@@ -18,6 +18,7 @@ from typing import Any
 from slm_operator import constants
 from slm_operator.api.models import RevisionStatus, RevisionTemplate, WorkerGroupStatus, WorkerPodSettings
 from slm_operator.builder.credentials import credential_env, credential_keys
+from slm_serving.config import FRONT_END_ENV, FrontEnd
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 """Node label set by NVIDIA GPU Feature Discovery; resources.acceleratorType selects on it."""
@@ -81,8 +82,14 @@ def group_of(groups: Sequence[WorkerGroupStatus], template: RevisionTemplate) ->
     return next(g for g in groups if g.pod == pod)
 
 
+def front_end_env(front_end: FrontEnd) -> list[dict[str, Any]]:
+    """The Ray Serve switches of `front_end`, as container `env` entries (none for Serve's own proxy,
+    so a cluster built before there was a choice keeps its pod templates)."""
+    return [{"name": k, "value": v} for k, v in FRONT_END_ENV[front_end].items()]
+
+
 def build_worker_group(
-    group: WorkerGroupStatus, *, replicas: int, image: str, labels: dict[str, str]
+    group: WorkerGroupStatus, *, replicas: int, image: str, front_end: FrontEnd, labels: dict[str, str]
 ) -> dict[str, Any]:
     return {
         "groupName": group.name,
@@ -90,11 +97,11 @@ def build_worker_group(
         "minReplicas": 0,
         "maxReplicas": WORKER_GROUP_MAX_REPLICAS,
         "rayStartParams": {},
-        "template": {"metadata": {"labels": labels}, "spec": build_worker_pod(group.pod, image)},
+        "template": {"metadata": {"labels": labels}, "spec": build_worker_pod(group.pod, image, front_end)},
     }
 
 
-def build_worker_pod(pod: WorkerPodSettings, image: str) -> dict[str, Any]:
+def build_worker_pod(pod: WorkerPodSettings, image: str, front_end: FrontEnd) -> dict[str, Any]:
     resources: dict[str, Any] = {"cpu": str(pod.cpu), "memory": str(pod.memory)}
     if pod.gpus:
         resources["nvidia.com/gpu"] = str(pod.gpus)
@@ -103,8 +110,11 @@ def build_worker_pod(pod: WorkerPodSettings, image: str) -> dict[str, Any]:
         "image": image,
         "resources": {"requests": dict(resources), "limits": dict(resources)},
     }
+    env = front_end_env(front_end)
     if pod.credentials_secret is not None:
-        container["env"] = credential_env(pod.credentials_secret, pod.credential_keys)
+        env += credential_env(pod.credentials_secret, pod.credential_keys)
+    if env:
+        container["env"] = env
     spec: dict[str, Any] = {"containers": [container]}
     if pod.pvc_claims:
         container["volumeMounts"] = [

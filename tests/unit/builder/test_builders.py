@@ -19,10 +19,12 @@ from slm_operator.builder.worker_groups import WORKER_GROUP_MAX_REPLICAS, worker
 from slm_operator.canary_pin import PinKey
 from slm_serving.config import (
     API_ROUTE_PREFIX,
+    FRONT_END_ENV,
     MODEL_IMPORT_PATH,
     ROUTER_APP_NAME,
     ROUTER_IMPORT_PATH,
     ROUTER_ROUTE_PREFIX,
+    FrontEnd,
     ModelAppArgs,
     RouterUserConfig,
     revision_app_name,
@@ -258,10 +260,25 @@ def test_worker_groups_per_pod_settings_with_fixed_bounds() -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "envFrom" not in container  # only the key an hf:// source needs, not the whole Secret
     assert container["env"] == [
-        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN", "optional": True}}}
+        {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"},  # the default front end, HAProxy
+        {"name": "RAY_SERVE_THROUGHPUT_OPTIMIZED", "value": "1"},
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN", "optional": True}}},
     ]
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-L4"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def test_the_front_end_is_set_in_every_ray_container() -> None:
+    """HAProxy (the default) needs its switches in every Ray process's environment: head and workers;
+    Serve's own proxy needs none (the pod templates of clusters built before there was a choice)."""
+    deployment = _load(EXAMPLES / "tiny.yaml")
+    for front_end, wanted in (("HAProxy", FRONT_END_ENV[FrontEnd.HAPROXY]), ("ServeProxy", {})):
+        chosen = deployment.model_copy(update={"spec": deployment.spec.model_copy(update={"front_end": front_end})})
+        config = build_rayservice(chosen)["spec"]["rayClusterConfig"]
+        pods = [config["headGroupSpec"]["template"]] + [g["template"] for g in config["workerGroupSpecs"]]
+        for pod in pods:
+            (container,) = pod["spec"]["containers"]
+            assert {e["name"]: e.get("value") for e in container.get("env", [])} == wanted, (front_end, container)
 
 
 def test_pvc_sources_are_mounted_read_only() -> None:

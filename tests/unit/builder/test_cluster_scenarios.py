@@ -5,6 +5,7 @@ from __future__ import annotations
 from slm_operator.api.models import SLMDeploymentSpec, SLMDeploymentStatus
 from slm_operator.builder.cluster_change import ClusterChange
 from slm_operator.builder.cluster_plan import ClusterPlan, UpgradeReason, plan_cluster
+from slm_operator.status import status_document
 from tests.unit.builder.cluster_driver import Driver
 from tests.unit.rollout.helpers import conditions, live, validation
 
@@ -94,6 +95,36 @@ def test_image_bump_waits_for_approval_then_declares_a_new_cluster() -> None:
     assert conditions(run.status)["ClusterUpgrade"] == ("True", UpgradeReason.UPGRADING)
     run.step()
     assert conditions(run.status)["ClusterUpgrade"] == ("False", UpgradeReason.UPGRADED)
+    assert run.kuberay.violations == [] and run.kuberay.clusters_built == 2
+
+
+def test_a_cluster_from_before_the_front_end_choice_keeps_its_pods_until_the_upgrade_is_approved() -> None:
+    """An operator upgrade: the cluster was built with Serve's proxy and its status names no front end;
+    the spec now defaults to HAProxy. Nothing reaches KubeRay until the upgrade is approved."""
+    run = Driver()
+    run.spec["frontEnd"] = "ServeProxy"
+    assert run.step() is NEW
+    run.step()
+    head = run.rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "env" not in head  # the pod template of a cluster built before the choice
+    del run.spec["frontEnd"]
+    assert run.status is not None and run.status.cluster is not None
+    document = status_document(run.status)
+    del document["cluster"]["frontEnd"]  # as the older operator wrote it
+    run.status = SLMDeploymentStatus.model_validate(document)
+    assert run.step() is None
+    assert run.status.cluster is not None and run.status.cluster.pending_upgrade is not None
+    pending = run.status.cluster.pending_upgrade
+    assert pending.reason == "frontEnd ServeProxy → HAProxy", pending
+    assert conditions(run.status)["ClusterUpgrade"] == ("True", UpgradeReason.AWAITING_APPROVAL)
+    run.approval = pending.id
+    assert run.step() is NEW
+    config = run.rayservice["spec"]["rayClusterConfig"]
+    containers = [config["headGroupSpec"]["template"]["spec"]["containers"][0]] + [
+        g["template"]["spec"]["containers"][0] for g in config["workerGroupSpecs"]
+    ]
+    for container in containers:
+        assert {"name": "RAY_SERVE_ENABLE_HA_PROXY", "value": "1"} in container["env"], container
     assert run.kuberay.violations == [] and run.kuberay.clusters_built == 2
 
 
