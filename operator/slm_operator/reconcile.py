@@ -103,10 +103,11 @@ class Reconciler:
     version holds everything we decided, so the pass need not read the object again."""
 
     def reconcile(self, body: dict[str, Any]) -> Phase:
-        """One pass over the object as it is now (a trigger's body may predate the status the previous
-        pass wrote). kopf runs watch handlers, timers and the RayService handler concurrently: passes
-        over one SLMDeployment are serialized here. Raises `RetryLaterError` when the RayService cannot be
-        written, `ConflictError` when the object keeps changing under our status writes."""
+        """One pass over the object as it is now: the trigger's body if it holds our last write, else the
+        object read again (a body may predate the status the previous pass wrote). kopf runs watch
+        handlers, timers and the RayService handler concurrently: passes over one SLMDeployment are
+        serialized here. Raises `RetryLaterError` when the RayService cannot be written, `ConflictError`
+        when the object keeps changing under our status writes."""
         key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
         with self._lock_for(key):
             return self._reconcile_locked(key, body if self._holds_our_writes(key, body) else None)
