@@ -37,6 +37,12 @@ QUESTIONS = ("France", "Japan", "Peru", "Norway", "Germany", "Italy")
 ACT_TIMEOUT_S = 600.0
 
 
+KEPT_FAILURES = 50
+"""Failure messages a `TrafficStats` keeps (the first ones); `failed` counts them all."""
+RETRY_AFTER_TRANSPORT_ERROR_S = 0.1
+"""A load worker whose request got no answer waits this long before the next: no busy loop on a dead server."""
+
+
 @dataclass
 class TrafficStats:
     """User traffic seen by the load generator."""
@@ -45,6 +51,11 @@ class TrafficStats:
     failed: int = 0
     by_revision: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        self.failed += 1
+        if len(self.failures) < KEPT_FAILURES:
+            self.failures.append(message)
 
 
 @dataclass
@@ -83,15 +94,14 @@ def generate_load(
                 try:
                     response = client.post("/v1/completions", json=body)
                 except httpx.HTTPError as error:
-                    stats.failed += 1
-                    stats.failures.append(f"{type(error).__name__}: {error}")
+                    stats.fail(f"{type(error).__name__}: {error}")
+                    stop.wait(RETRY_AFTER_TRANSPORT_ERROR_S)
                     continue
                 if response.status_code == 200:
                     stats.ok += 1
                     stats.by_revision[response.headers.get(REVISION_HEADER, "?")] += 1
                 else:
-                    stats.failed += 1
-                    stats.failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
+                    stats.fail(f"HTTP {response.status_code}: {response.text[:200]}")
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(concurrency)]
     for thread in threads:

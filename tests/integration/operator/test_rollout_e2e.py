@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import kubernetes
@@ -33,6 +34,15 @@ ROLLOUT_TIMEOUT = 600.0
 def local() -> Iterator[LocalServe]:
     with LocalServe() as serve:
         yield serve
+
+
+@contextmanager
+def _stopped_at_exit(stop: threading.Event) -> Iterator[threading.Event]:
+    """Sets `stop` when the block ends, failed or not: a load thread never outlives its test."""
+    try:
+        yield stop
+    finally:
+        stop.set()
 
 
 def _settings(base: OperatorSettings, local: LocalServe) -> OperatorSettings:
@@ -81,8 +91,7 @@ def test_create_serve_promote_good_roll_back_bad_and_survive_a_restart(
 ) -> None:
     settings = _settings(settings, local)
     stats = TrafficStats()
-    stop_load = threading.Event()
-    with KubeRayStandIn(k8s, local, "tiny") as kuberay:
+    with _stopped_at_exit(threading.Event()) as stop_load, KubeRayStandIn(k8s, local, "tiny") as kuberay:
         explain = _explain(k8s, local, kuberay)
         with operator_in_thread(settings):
             deployment = tiny()
@@ -183,7 +192,6 @@ def test_a_canary_whose_replicas_cannot_start_shows_why_at_once_and_is_rolled_ba
     the previous test's last one, so this module's Serve already runs it."""
     settings = _settings(settings, local)
     stats = TrafficStats()
-    stop_load = threading.Event()
     failing: list[dict[str, Any]] = []
 
     def rolled_back() -> dict[str, Any] | None:
@@ -194,7 +202,11 @@ def test_a_canary_whose_replicas_cannot_start_shows_why_at_once_and_is_rolled_ba
         degraded = _condition(status, "Degraded")
         return status if (degraded.get("status"), degraded.get("reason")) == ("True", "RolledBack") else None
 
-    with KubeRayStandIn(k8s, local, "tiny") as kuberay, operator_in_thread(settings):
+    with (
+        _stopped_at_exit(threading.Event()) as stop_load,
+        KubeRayStandIn(k8s, local, "tiny") as kuberay,
+        operator_in_thread(settings),
+    ):
         deployment = tiny()
         deployment["spec"]["router"] = {"exposeRevision": True}
         deployment["spec"]["model"]["engineArgs"]["max_num_seqs"] = 32
