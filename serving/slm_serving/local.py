@@ -113,6 +113,20 @@ def free_port() -> int:
         return port
 
 
+HAPROXY_FIXED_PORTS = (
+    "RAY_SERVE_HAPROXY_STATS_PORT",
+    "RAY_SERVE_HAPROXY_METRICS_PORT",
+    "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+)
+"""Ports Ray Serve 2.60 gives HAProxy's stats page (8404), its Prometheus endpoint (9101) and the
+fallback Serve proxy (8500) unless told otherwise: fixed, so a second local Ray would collide."""
+
+
+def _own_ports(front_end: FrontEnd) -> dict[str, str]:
+    """Free ports for what the front end would otherwise bind at fixed ones."""
+    return {name: str(free_port()) for name in HAPROXY_FIXED_PORTS} if front_end is FrontEnd.HAPROXY else {}
+
+
 @contextmanager
 def _environment(extra: Mapping[str, str]) -> Iterator[None]:
     """Set env vars while Ray starts (its processes inherit them), then restore the caller's."""
@@ -168,7 +182,7 @@ class LocalServe:
         self.port = port or free_port()
         self.num_cpus = num_cpus
         self.front_end = front_end
-        self.serve_env = {**FRONT_END_ENV[front_end], **(serve_env or {})}
+        self.serve_env = {**FRONT_END_ENV[front_end], **_own_ports(front_end), **(serve_env or {})}
         self.dashboard_port = free_port()
         self.metrics_port = free_port()
         self._started = False

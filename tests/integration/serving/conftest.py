@@ -10,7 +10,9 @@ session because each vLLM engine takes ~30 s to start on 2 cores.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 
 import pytest
 
@@ -108,8 +110,26 @@ def build_config(
     return ServeConfigV2(applications=(*apps, *extra_revisions))
 
 
+HAPROXY_DEFAULT_PORTS = (8404, 9101, 8500)
+"""Where Ray Serve 2.60's HAProxy front end binds its stats page, its metrics and the fallback proxy
+unless told otherwise (`slm_serving.local.HAPROXY_FIXED_PORTS`)."""
+
+
+@contextmanager
+def _ports_taken(ports: tuple[int, ...]) -> Iterator[None]:
+    """Listen on `ports` (those that are free) on every interface, as another local Ray would."""
+    with ExitStack() as held:
+        for port in ports:
+            sock = held.enter_context(socket.socket())
+            with suppress(OSError):
+                sock.bind(("0.0.0.0", port))
+                sock.listen()
+        yield
+
+
 @pytest.fixture(scope="session")
 def local_serve() -> Iterator[LocalServe]:
-    with LocalServe() as local:
+    """The session's Serve runs while HAProxy's default ports are taken: `LocalServe` must not need them."""
+    with _ports_taken(HAPROXY_DEFAULT_PORTS), LocalServe() as local:
         local.apply(build_config(DEFAULT_WEIGHTS))
         yield local
