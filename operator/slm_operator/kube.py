@@ -143,15 +143,7 @@ class KubeApi:
 
     def create_event(self, body: dict[str, Any]) -> None:
         """Post one core/v1 Event (see `events.build_event`)."""
-        self._create(
-            lambda **unread: self._core.create_namespaced_event(
-                body["metadata"]["namespace"],
-                body,  # type: ignore[arg-type]  # the client sends a dict as it is
-                field_manager=self._manager,
-                _request_timeout=self._timeout,
-                **unread,
-            )
-        )
+        self._create(self._core.create_namespaced_event, body)
 
     def get_rayservice(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -193,13 +185,18 @@ class KubeApi:
             )
         )
 
-    @staticmethod
-    def _create(call: Callable[..., Any]) -> None:
-        """A create whose answer is not kept: the typed client's model of the answer is never built, and
-        the connection goes back to the pool."""
+    def _create(self, create: Callable[..., Any], body: dict[str, Any]) -> None:
+        """`create(namespace, body)` of a typed client, its answer not kept: the typed model of the answer is
+        never built, and the connection goes back to the pool."""
 
         def unread() -> None:
-            response = call(_preload_content=False)
+            response = create(
+                body["metadata"]["namespace"],
+                _raw(body),
+                field_manager=self._manager,
+                _request_timeout=self._timeout,
+                _preload_content=False,
+            )
             response.read()
             response.release_conn()
 
@@ -218,26 +215,13 @@ class KubeApi:
             return None
 
     def create_service_account(self, body: dict[str, Any]) -> None:
-        self._create(
-            lambda **unread: self._core.create_namespaced_service_account(
-                body["metadata"]["namespace"],
-                _raw(body),
-                field_manager=self._manager,
-                _request_timeout=self._timeout,
-                **unread,
-            )
-        )
+        self._create(self._core.create_namespaced_service_account, body)
 
     def create_secret(self, body: dict[str, Any]) -> bool:
         """Create a Secret; False when one of that name exists already. Nothing of the answer is kept:
         the operator may create Secrets but never read them."""
-        namespace = body["metadata"]["namespace"]
         try:
-            self._create(
-                lambda **unread: self._core.create_namespaced_secret(
-                    namespace, _raw(body), field_manager=self._manager, _request_timeout=self._timeout, **unread
-                )
-            )
+            self._create(self._core.create_namespaced_secret, body)
         except ConflictError:
             return False
         return True
@@ -251,15 +235,7 @@ class KubeApi:
             return None
 
     def create_network_policy(self, body: dict[str, Any]) -> None:
-        self._create(
-            lambda **unread: self._networking.create_namespaced_network_policy(
-                body["metadata"]["namespace"],
-                _raw(body),
-                field_manager=self._manager,
-                _request_timeout=self._timeout,
-                **unread,
-            )
-        )
+        self._create(self._networking.create_namespaced_network_policy, body)
 
     def replace_network_policy(self, body: dict[str, Any]) -> dict[str, Any]:
         """PUT with `metadata.resourceVersion`: fails with ConflictError if someone wrote in between."""
