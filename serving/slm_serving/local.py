@@ -181,7 +181,6 @@ class LocalServe:
         """`serve_env`: further Ray Serve switches for the whole instance, over those of `front_end`."""
         self.port = port or free_port()
         self.num_cpus = num_cpus
-        self.front_end = front_end
         self.serve_env = {**FRONT_END_ENV[front_end], **_own_ports(front_end), **(serve_env or {})}
         self.dashboard_port = free_port()
         self.metrics_port = free_port()
